@@ -1,0 +1,11 @@
+//! ember's CPU kernels. They know nothing of graphs or arrays: each takes typed slices with a
+//! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
+
+pub mod matmul;
+pub mod scalar;
+pub mod strided;
+
+pub use half::{bf16, f16};
+pub use scalar::num_like;
+pub use scalar::{cast, BitOps, Float, FloatElem, Scalar};
+pub use strided::View;
