@@ -1,0 +1,91 @@
+//! Laziness, evaluation order, graph memory release and deep graphs.
+use ember::prelude::*;
+
+#[test]
+fn ops_record_and_eval_computes() {
+    let a = Array::from_slice(&[1f32, 2.0], &[2]).unwrap();
+    let b = ops::multiply(&a, &a).unwrap();
+    let c = ops::add(&b, &a).unwrap();
+    assert!(!b.is_evaluated() && !c.is_evaluated());
+    eval(&[&c]).unwrap();
+    assert!(c.is_evaluated());
+    // b was computed as part of c's graph and is readable.
+    assert_eq!(b.to_vec::<f32>().unwrap(), vec![1.0, 4.0]);
+    assert_eq!(c.to_vec::<f32>().unwrap(), vec![2.0, 6.0]);
+}
+
+#[test]
+fn deep_chains_evaluate_and_drop_without_stack_overflow() {
+    let one = Array::scalar(1i64);
+    let mut x = Array::scalar(0i64);
+    for _ in 0..100_000 {
+        x = ops::add(&x, &one).unwrap();
+    }
+    assert_eq!(x.item::<i64>().unwrap(), 100_000);
+
+    // An unevaluated deep chain must also be dropped iteratively.
+    let mut y = Array::scalar(0f32);
+    for _ in 0..200_000 {
+        y = ops::negative(&y).unwrap();
+    }
+    drop(y);
+}
+
+#[test]
+fn evaluation_releases_intermediate_memory() {
+    // A chain of 16 MB intermediates: after eval only the result may stay alive.
+    let n = 1 << 22;
+    let before = ember::get_active_memory();
+    let x = ops::ones(&[n], Dtype::Float32).unwrap();
+    let mut y = x.clone();
+    for _ in 0..8 {
+        y = ops::add(&y, &x).unwrap();
+    }
+    drop(x);
+    eval(&[&y]).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap()[n - 1], 9.0);
+    let held = ember::get_active_memory().saturating_sub(before);
+    // The result (16 MiB) plus at most one more buffer of slack for other tests running.
+    assert!(held <= 3 * 4 * n, "{held} bytes still held");
+}
+
+#[test]
+fn sibling_views_share_the_buffer_and_copies_do_not() {
+    let x = ops::reshape(&ops::arange(0.0, 12.0, 1.0, Dtype::Int32).unwrap(), &[3, 4]).unwrap();
+    let t = ops::transpose_all(&x).unwrap();
+    let (xr, tr) = (x.ready().unwrap(), t.ready().unwrap());
+    assert!(std::sync::Arc::ptr_eq(&xr.buffer, &tr.buffer));
+    assert_eq!(tr.strides, vec![1, 4]);
+    let c = ops::contiguous(&t).unwrap().ready().unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&xr.buffer, &c.buffer));
+    assert_eq!(
+        ops::contiguous(&t).unwrap().to_vec::<i32>().unwrap(),
+        vec![0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
+    );
+}
+
+#[test]
+fn streams_scope_the_default_device() {
+    let s = ember::default_stream();
+    assert_eq!(s.device, Device::Cpu);
+    let gpu = ember::with_device(Device::Gpu(0), || {
+        let a = Array::scalar(1f32);
+        let b = ops::add(&a, &a).unwrap();
+        assert_eq!(b.stream().device, Device::Gpu(0));
+        b.eval()
+    });
+    // No GPU backend in this build: a clear error, not a panic.
+    assert!(gpu.unwrap_err().to_string().contains("no backend for gpu(0)"));
+    assert_eq!(ember::default_stream(), s);
+}
+
+#[test]
+fn eval_many_shares_work() {
+    let a = ops::arange(0.0, 5.0, 1.0, Dtype::Float32).unwrap();
+    let b = ops::square(&a).unwrap();
+    let c = ops::matmul(&b, &b).unwrap(); // sum of fourth powers
+    let d = ops::negative(&b).unwrap();
+    eval(&[&c, &d]).unwrap();
+    assert_eq!(d.to_vec::<f32>().unwrap(), vec![0.0, -1.0, -4.0, -9.0, -16.0]);
+    assert_eq!(c.item::<f32>().unwrap(), 354.0);
+}
