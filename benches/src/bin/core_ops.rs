@@ -1,0 +1,82 @@
+//! ember's side of the core-ops benchmark: prints one JSON line per workload with the median,
+//! min and max milliseconds over the runs. benches/run_core.py runs it beside the peers.
+//! Run alone: cargo run --release -p ember-benches --bin core_ops -- [threads] [runs]
+
+use ember::prelude::*;
+use std::time::Instant;
+
+fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64)> {
+    f()?; // warm-up
+    let mut ms: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f().map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_>>()?;
+    ms.sort_by(f64::total_cmp);
+    Ok((ms[ms.len() / 2], ms[0], ms[ms.len() - 1]))
+}
+
+fn report(name: &str, threads: usize, (med, min, max): (f64, f64, f64), extra: &str) {
+    println!(
+        "{{\"workload\":\"{name}\",\"threads\":{threads},\"median_ms\":{med:.3},\"min_ms\":{min:.3},\"max_ms\":{max:.3}{extra}}}"
+    );
+}
+
+fn random(shape: &[usize], dtype: Dtype) -> Result<Array> {
+    let n: usize = shape.iter().product();
+    let x = ops::reshape_to(&ops::linspace(-1.0, 1.0, n, Dtype::Float32)?, shape)?;
+    let x = ops::sin(&ops::multiply(&x, &Array::scalar(12345.678f32))?)?;
+    let x = x.astype(dtype)?;
+    x.eval()?;
+    Ok(x)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let filter = args.get(3).cloned().unwrap_or_default();
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");
+    let want = |name: &str| filter.is_empty() || name.contains(&filter);
+
+    for (n, dtype, tag) in [
+        (1024, Dtype::Float32, "matmul_f32_1024"),
+        (4096, Dtype::Float32, "matmul_f32_4096"),
+        (1024, Dtype::Bfloat16, "matmul_bf16_1024"),
+        (4096, Dtype::Bfloat16, "matmul_bf16_4096"),
+    ] {
+        if !want(tag) {
+            continue;
+        }
+        let (a, b) = (random(&[n, n], dtype)?, random(&[n, n], dtype)?);
+        let r = time(runs, || ops::matmul(&a, &b)?.eval())?;
+        let gflops = 2.0 * (n as f64).powi(3) / (r.0 * 1e-3) / 1e9;
+        report(tag, threads, r, &format!(",\"gflops\":{gflops:.1}"));
+    }
+
+    let n = 1 << 24;
+    if want("sum_16m") {
+        let x = random(&[n], Dtype::Float32)?;
+        // A full reduction through matmul until `sum` lands: x . ones.
+        let ones = ops::ones(&[n], Dtype::Float32)?;
+        ones.eval()?;
+        let r = time(runs, || ops::matmul(&x, &ones)?.eval())?;
+        let gbs = (n * 4) as f64 / (r.0 * 1e-3) / 1e9;
+        report("sum_16m", threads, r, &format!(",\"gb_per_s\":{gbs:.1}"));
+    }
+    if want("chain_relu_xw_b") {
+        let (x, w, b) = (random(&[n], Dtype::Float32)?, random(&[n], Dtype::Float32)?, random(&[n], Dtype::Float32)?);
+        let zero = Array::scalar(0f32);
+        let r = time(runs, || {
+            ops::maximum(&ops::add(&ops::multiply(&x, &w)?, &b)?, &zero)?.eval()
+        })?;
+        report("chain_relu_xw_b", threads, r, "");
+    }
+    if want("transpose_copy_4096") {
+        let x = random(&[4096, 4096], Dtype::Float32)?;
+        let r = time(runs, || ops::contiguous(&ops::transpose_all(&x)?)?.eval())?;
+        report("transpose_copy_4096", threads, r, "");
+    }
+    Ok(())
+}
