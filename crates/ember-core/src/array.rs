@@ -27,6 +27,9 @@ pub(crate) struct Node {
 pub(crate) enum State {
     Pending { op: Arc<OpNode> },
     Ready(ReadyArray),
+    /// The data was handed to the one op consuming it so its buffer can be reused in place;
+    /// only that op's node could reach this array.
+    Donated,
 }
 
 /// One recorded op application: the op, its inputs and (weakly) its output nodes.
@@ -85,6 +88,20 @@ impl ReadyArray {
     pub fn elements<T: Element>(&self) -> &[T] {
         assert_eq!(T::DTYPE, self.dtype, "element type does not match dtype");
         typed(&self.buffer)
+    }
+
+    /// The elements as a mutable contiguous slice, when this array is the only user of a
+    /// buffer laid out exactly as `shape` of `dtype` (so an op may overwrite it in place).
+    pub fn donatable<T: Element>(&mut self, shape: &[usize]) -> Option<&mut [T]> {
+        if T::DTYPE != self.dtype || self.shape != shape || !self.is_contiguous() {
+            return None;
+        }
+        let (offset, n) = (self.offset, self.size());
+        let buffer = Arc::get_mut(&mut self.buffer)?;
+        if buffer.is_external() {
+            return None;
+        }
+        Some(&mut typed_mut::<T>(buffer)[offset..offset + n])
     }
 
     /// A typed strided view for the kernels.
@@ -257,7 +274,7 @@ impl Array {
         self.eval()?;
         match &*self.0.lock() {
             State::Ready(d) => Ok(d.clone()),
-            State::Pending { .. } => bail!("eval", "array still pending after eval"),
+            _ => bail!("eval", "array not computed after eval"),
         }
     }
 
@@ -287,7 +304,7 @@ impl Array {
     pub(crate) fn pending(&self) -> Option<Arc<OpNode>> {
         match &*self.0.lock() {
             State::Pending { op, .. } => Some(op.clone()),
-            State::Ready(_) => None,
+            _ => None,
         }
     }
 }

@@ -186,6 +186,11 @@ impl Buffer {
         self.len
     }
 
+    /// True for wrapped external memory, which is read-only.
+    pub fn is_external(&self) -> bool {
+        matches!(self.owner, Owner::External(_))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -2,7 +2,7 @@
 //! and mark outputs ready, dropping each op as soon as it has run so that intermediates
 //! nobody holds are freed during the pass.
 
-use crate::array::{Array, OpNode, ReadyArray, State};
+use crate::array::{Array, OpNode, State};
 use crate::backend::backend_for;
 use crate::{bail, Result};
 use std::collections::HashSet;
@@ -52,16 +52,35 @@ fn run(op_node: &OpNode) -> Result<()> {
         return Ok(()); // computed meanwhile (another eval on another thread)
     }
     let stream = first.stream;
-    let inputs: Vec<ReadyArray> = op_node
-        .inputs
-        .iter()
-        .map(|a| match &*a.0.lock() {
-            State::Ready(d) => Ok(d.clone()),
-            State::Pending { .. } => bail!("eval", "input of {} not computed", op_node.op.name()),
-        })
-        .collect::<Result<_>>()?;
+    let mut inputs = Vec::with_capacity(op_node.inputs.len());
+    let mut donated = Vec::new();
+    for (i, a) in op_node.inputs.iter().enumerate() {
+        // Held only by this op: hand the data over so the kernel may reuse its buffer.
+        let unique = Arc::strong_count(&a.0) == 1;
+        let mut state = a.0.lock();
+        match &*state {
+            State::Ready(d) if !unique => inputs.push(d.clone()),
+            State::Ready(_) => {
+                let State::Ready(d) = std::mem::replace(&mut *state, State::Donated) else {
+                    unreachable!("matched Ready above")
+                };
+                inputs.push(d);
+                donated.push(i);
+            }
+            _ => bail!("eval", "input of {} not computed", op_node.op.name()),
+        }
+    }
     let backend = backend_for(stream.device)?;
-    let results = backend.eval(&op_node.op, inputs, &op_node.specs)?;
+    let results = match backend.eval(&op_node.op, &mut inputs, &op_node.specs) {
+        Ok(r) => r,
+        Err(e) => {
+            // Give donated inputs back so that a later eval can retry.
+            for i in donated {
+                *op_node.inputs[i].0.lock() = State::Ready(inputs[i].clone());
+            }
+            return Err(e);
+        }
+    };
     if results.len() != outputs.len() {
         bail!("eval", "{} returned {} outputs, expected {}", op_node.op.name(), results.len(), outputs.len());
     }

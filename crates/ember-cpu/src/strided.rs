@@ -204,6 +204,53 @@ where
     }
 }
 
+/// `x[i] = f(x[i])` over a contiguous slice, in place.
+pub fn map1_inplace<T, F>(x: &mut [T], f: F)
+where
+    T: Copy + Send + Sync,
+    F: Fn(T) -> T + Sync,
+{
+    if x.len() >= PARALLEL_THRESHOLD {
+        x.par_chunks_mut(PARALLEL_THRESHOLD / 4).for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+    } else {
+        x.iter_mut().for_each(|v| *v = f(*v));
+    }
+}
+
+/// `a[i] = f(a[i], b[i])` in place: `a` is contiguous with `b`'s shape, `b` any view.
+pub fn map2_inplace<A, B, F>(a: &mut [A], b: View<'_, B>, f: F)
+where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    F: Fn(A, B) -> A + Sync,
+{
+    let rows = Rows::new(b.shape, [b.strides], [b.offset]);
+    let [sb] = rows.inner_strides;
+    for_each_row(a, &rows, |row, o| {
+        let [ob] = rows.offsets(row);
+        let n = o.len();
+        match sb {
+            1 => {
+                let xb = &b.data[ob as usize..][..n];
+                for i in 0..n {
+                    o[i] = f(o[i], xb[i]);
+                }
+            }
+            0 => {
+                let vb = b.data[ob as usize];
+                for v in o.iter_mut() {
+                    *v = f(*v, vb);
+                }
+            }
+            _ => {
+                for (i, v) in o.iter_mut().enumerate() {
+                    *v = f(*v, b.data[(ob + i as isize * sb) as usize]);
+                }
+            }
+        }
+    });
+}
+
 /// Fills the contiguous `out` with `f(a, b)` over two views of the output's shape.
 pub fn map2<A, B, C, F>(out: &mut [C], a: View<'_, A>, b: View<'_, B>, f: F)
 where
@@ -334,6 +381,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn in_place_maps_read_broadcast_operands() {
+        let mut a = vec![1i64, 2, 3, 4, 5, 6];
+        let col = [10i64, 20];
+        map2_inplace(&mut a, View::new(&col, &[2, 3], &[1, 0], 0), |x, y| x * y);
+        assert_eq!(a, [10, 20, 30, 80, 100, 120]);
+        map1_inplace(&mut a, |x| -x);
+        assert_eq!(a[5], -120);
     }
 
     #[test]

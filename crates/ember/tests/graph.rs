@@ -89,3 +89,29 @@ fn eval_many_shares_work() {
     assert_eq!(d.to_vec::<f32>().unwrap(), vec![0.0, -1.0, -4.0, -9.0, -16.0]);
     assert_eq!(c.item::<f32>().unwrap(), 354.0);
 }
+
+#[test]
+fn dead_intermediates_are_overwritten_in_place() {
+    let x = ops::arange(0.0, 1000.0, 1.0, Dtype::Float32).unwrap();
+    let t = ops::multiply(&x, &Array::scalar(0.01f32)).unwrap();
+    t.eval().unwrap();
+    let t_ptr = t.ready().unwrap().buffer.as_ptr();
+    // Right operand donated: 1 - t must keep its operand order.
+    let u = ops::subtract(&Array::scalar(1f32), &t).unwrap();
+    drop(t);
+    let w = ops::exp(&ops::negative(&u).unwrap()).unwrap();
+    drop(u);
+    w.eval().unwrap();
+    assert_eq!(w.ready().unwrap().buffer.as_ptr(), t_ptr, "chain reused the dead buffer");
+    let got = w.to_vec::<f32>().unwrap();
+    for (i, g) in got.iter().enumerate() {
+        let want = (-(1.0 - 0.01 * i as f32)).exp();
+        assert!((g - want).abs() <= want * 1e-5, "{i}: {g} vs {want}");
+    }
+    // A held operand is never overwritten.
+    let held = ops::add(&x, &x).unwrap();
+    let sum = ops::add(&held, &x).unwrap();
+    sum.eval().unwrap();
+    assert_eq!(held.to_vec::<f32>().unwrap()[10], 20.0);
+    assert_eq!(sum.to_vec::<f32>().unwrap()[10], 30.0);
+}

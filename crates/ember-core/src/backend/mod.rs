@@ -15,8 +15,9 @@ pub trait Backend: Send + Sync {
     /// Whether this backend has a kernel for `op` on inputs of `dtypes`.
     fn supports(&self, op: &Op, dtypes: &[Dtype]) -> bool;
     /// Computes `op`'s outputs (shapes and dtypes in `outputs`) from ready `inputs`. An
-    /// output may share an input's buffer (a view).
-    fn eval(&self, op: &Op, inputs: Vec<ReadyArray>, outputs: &[OutSpec]) -> Result<Vec<ReadyArray>>;
+    /// output may share an input's buffer (a view), or overwrite an input that
+    /// `ReadyArray::donatable` offers (no one else holds it).
+    fn eval(&self, op: &Op, inputs: &mut [ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>>;
 }
 
 static CPU: cpu::CpuBackend = cpu::CpuBackend;

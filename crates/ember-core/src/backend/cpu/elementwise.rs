@@ -5,11 +5,11 @@ use super::layout::broadcast;
 use super::{dispatch_float, dispatch_int};
 use crate::array::{new_output, ReadyArray};
 use crate::dispatch;
-use crate::dtype::Dtype;
+use crate::dtype::{Dtype, Element};
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::Result;
 use ember_cpu::num_like::FloatMath;
-use ember_cpu::strided::{map1, map2, map3};
+use ember_cpu::strided::{map1, map1_inplace, map2, map2_inplace, map3};
 use ember_cpu::{cast, BitOps, Float, FloatElem, Scalar};
 
 /// The float function of a float-valued unary op, in the compute type `F`.
@@ -55,22 +55,32 @@ fn float_fn<F: Float>(op: UnaryOp) -> fn(F) -> F {
     }
 }
 
-fn float_unary<T: FloatElem + crate::dtype::Element>(op: UnaryOp, x: &ReadyArray) -> Result<ReadyArray> {
-    let f = float_fn::<T::Acc>(op);
-    new_output::<T>(&x.shape, |out| {
-        map1(out, x.view::<T>(), |v| T::narrow(f(v.widen())));
+/// `f(x)` written over `x`'s own buffer when it was donated, else into a new output.
+fn unary_map<T: Element>(x: &mut ReadyArray, f: impl Fn(T) -> T + Sync) -> Result<ReadyArray> {
+    let shape = x.shape.clone();
+    if let Some(data) = x.donatable::<T>(&shape) {
+        map1_inplace(data, f);
+        return Ok(x.clone());
+    }
+    new_output::<T>(&shape, |out| {
+        map1(out, x.view::<T>(), f);
         Ok(())
     })
 }
 
-fn predicate<T: crate::dtype::Element>(x: &ReadyArray, f: fn(f64) -> bool) -> Result<ReadyArray> {
+fn float_unary<T: FloatElem + Element>(op: UnaryOp, x: &mut ReadyArray) -> Result<ReadyArray> {
+    let f = float_fn::<T::Acc>(op);
+    unary_map::<T>(x, |v| T::narrow(f(v.widen())))
+}
+
+fn predicate<T: Element>(x: &ReadyArray, f: fn(f64) -> bool) -> Result<ReadyArray> {
     new_output::<bool>(&x.shape, |out| {
         map1(out, x.view::<T>(), |v: T| f(v.to_f64()));
         Ok(())
     })
 }
 
-pub fn unary(op: UnaryOp, x: &ReadyArray) -> Result<ReadyArray> {
+pub fn unary(op: UnaryOp, x: &mut ReadyArray) -> Result<ReadyArray> {
     use UnaryOp::*;
     match op {
         Abs | Negative | Sign | Square => dispatch!(x.dtype, T => {
@@ -80,7 +90,7 @@ pub fn unary(op: UnaryOp, x: &ReadyArray) -> Result<ReadyArray> {
                 Sign => <T as Scalar>::sign,
                 _ => |v| v.mul(v),
             };
-            new_output::<T>(&x.shape, |out| { map1(out, x.view::<T>(), f); Ok(()) })
+            unary_map::<T>(x, f)
         }),
         Floor | Ceil | Round if !x.dtype.is_float() => super::layout::copy(x),
         IsNan | IsInf | IsFinite | IsPosInf | IsNegInf => {
@@ -97,15 +107,12 @@ pub fn unary(op: UnaryOp, x: &ReadyArray) -> Result<ReadyArray> {
             map1(out, x.view::<bool>(), |v| !v);
             Ok(())
         }),
-        BitwiseInvert => dispatch_int!(x.dtype, T => new_output::<T>(&x.shape, |out| {
-            map1(out, x.view::<T>(), <T as BitOps>::not);
-            Ok(())
-        })),
+        BitwiseInvert => dispatch_int!(x.dtype, T => unary_map::<T>(x, <T as BitOps>::not)),
         _ => dispatch_float!(x.dtype, T => float_unary::<T>(op, x)),
     }
 }
 
-fn map_binary<T: crate::dtype::Element, O: crate::dtype::Element>(
+fn map_binary<T: Element, O: Element>(
     a: &ReadyArray,
     b: &ReadyArray,
     shape: &[usize],
@@ -118,8 +125,29 @@ fn map_binary<T: crate::dtype::Element, O: crate::dtype::Element>(
     })
 }
 
-pub fn binary(op: BinaryOp, a: &ReadyArray, b: &ReadyArray, shape: &[usize]) -> Result<ReadyArray> {
+/// `f(a, b)` for an op whose output has the inputs' dtype: written over a donated input's
+/// buffer when one has the output's shape, else into a new output.
+fn same_type_binary<T: Element>(
+    inputs: &mut [ReadyArray],
+    shape: &[usize],
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<ReadyArray> {
+    let (left, right) = inputs.split_at_mut(1);
+    let (a, b) = (&mut left[0], &mut right[0]);
+    if let Some(data) = a.donatable::<T>(shape) {
+        map2_inplace(data, broadcast(b, shape).view::<T>(), f);
+        return Ok(a.clone());
+    }
+    if let Some(data) = b.donatable::<T>(shape) {
+        map2_inplace(data, broadcast(a, shape).view::<T>(), |y, x| f(x, y));
+        return Ok(b.clone());
+    }
+    map_binary::<T, T>(a, b, shape, f)
+}
+
+pub fn binary(op: BinaryOp, inputs: &mut [ReadyArray], shape: &[usize]) -> Result<ReadyArray> {
     use BinaryOp::*;
+    let (a, b) = (&inputs[0], &inputs[1]);
     match op {
         Add | Subtract | Multiply | Divide | FloorDivide | Remainder | Power | Maximum
         | Minimum => dispatch!(a.dtype, T => {
@@ -134,19 +162,19 @@ pub fn binary(op: BinaryOp, a: &ReadyArray, b: &ReadyArray, shape: &[usize]) -> 
                 Maximum => <T as Scalar>::max_nan,
                 _ => <T as Scalar>::min_nan,
             };
-            // The common float ops get closures the compiler can inline and vectorise.
+            // The common ops get closures the compiler can inline and vectorise.
             match op {
-                Add => map_binary::<T, T>(a, b, shape, |x, y| x.add(y)),
-                Multiply => map_binary::<T, T>(a, b, shape, |x, y| x.mul(y)),
-                Subtract => map_binary::<T, T>(a, b, shape, |x, y| x.sub(y)),
-                Maximum => map_binary::<T, T>(a, b, shape, |x, y| x.max_nan(y)),
-                _ => map_binary::<T, T>(a, b, shape, f),
+                Add => same_type_binary::<T>(inputs, shape, |x, y| x.add(y)),
+                Multiply => same_type_binary::<T>(inputs, shape, |x, y| x.mul(y)),
+                Subtract => same_type_binary::<T>(inputs, shape, |x, y| x.sub(y)),
+                Maximum => same_type_binary::<T>(inputs, shape, |x, y| x.max_nan(y)),
+                _ => same_type_binary::<T>(inputs, shape, f),
             }
         }),
         Arctan2 | LogAddExp => dispatch_float!(a.dtype, T => {
             let f: fn(<T as FloatElem>::Acc, <T as FloatElem>::Acc) -> <T as FloatElem>::Acc =
                 if op == Arctan2 { FloatMath::atan2 } else { logaddexp };
-            map_binary::<T, T>(a, b, shape, |x: T, y: T| T::narrow(f(x.widen(), y.widen())))
+            same_type_binary::<T>(inputs, shape, |x: T, y: T| T::narrow(f(x.widen(), y.widen())))
         }),
         Equal | NotEqual | Less | LessEqual | Greater | GreaterEqual => dispatch!(a.dtype, T => {
             let f: fn(&T, &T) -> bool = match op {
@@ -170,7 +198,7 @@ pub fn binary(op: BinaryOp, a: &ReadyArray, b: &ReadyArray, shape: &[usize]) -> 
                     LeftShift => <T as BitOps>::shl,
                     _ => <T as BitOps>::shr,
                 };
-                map_binary::<T, T>(a, b, shape, f)
+                same_type_binary::<T>(inputs, shape, f)
             })
         }
     }

@@ -28,24 +28,24 @@ impl Backend for CpuBackend {
         true
     }
 
-    fn eval(&self, op: &Op, inputs: Vec<ReadyArray>, outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
+    fn eval(&self, op: &Op, inputs: &mut [ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
         let one = |r: Result<ReadyArray>| r.map(|a| vec![a]);
         match op {
-            Op::Unary(u) => one(elementwise::unary(*u, &inputs[0])),
-            Op::Binary(b) => one(elementwise::binary(*b, &inputs[0], &inputs[1], &outputs[0].0)),
+            Op::Unary(u) => one(elementwise::unary(*u, &mut inputs[0])),
+            Op::Binary(b) => one(elementwise::binary(*b, inputs, &outputs[0].0)),
             Op::Select => one(elementwise::select(&inputs, &outputs[0].0)),
             Op::AsType(d) => one(elementwise::astype(&inputs[0], *d)),
             Op::Arange { start, step, len, dtype } => {
                 one(elementwise::arange(start.0, step.0, *len, *dtype))
             }
             Op::Layout(l) => one(layout::eval(l, &inputs[0])),
-            Op::Linalg(l) => linalg::eval(l, &inputs, outputs),
-            Op::Reduce(o) => reduce::eval(o, &inputs, outputs),
-            Op::Index(o) => index::eval(o, &inputs, outputs),
-            Op::Sort(o) => sort::eval(o, &inputs, outputs),
-            Op::Conv(o) => conv::eval(o, &inputs, outputs),
-            Op::Fast(o) => fast::eval(o, &inputs, outputs),
-            Op::Random(o) => random::eval(o, &inputs, outputs),
+            Op::Linalg(l) => linalg::eval(l, inputs, outputs),
+            Op::Reduce(o) => reduce::eval(o, inputs, outputs),
+            Op::Index(o) => index::eval(o, inputs, outputs),
+            Op::Sort(o) => sort::eval(o, inputs, outputs),
+            Op::Conv(o) => conv::eval(o, inputs, outputs),
+            Op::Fast(o) => fast::eval(o, inputs, outputs),
+            Op::Random(o) => random::eval(o, inputs, outputs),
         }
     }
 }
