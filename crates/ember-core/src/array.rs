@@ -40,6 +40,8 @@ pub(crate) struct OpNode {
     /// were dropped.
     pub(crate) specs: Vec<crate::op::OutSpec>,
     pub(crate) outputs: OnceLock<Vec<Weak<Node>>>,
+    /// Held while the op runs, so threads evaluating shared graphs run it once.
+    pub(crate) running: Mutex<()>,
 }
 
 /// Computed data: a shared buffer viewed with a shape, element strides and an element offset.
@@ -175,7 +177,13 @@ impl Array {
         let specs = op.infer(&refs)?;
         let stream = default_stream();
         let op_node =
-            Arc::new(OpNode { op, inputs, specs: specs.clone(), outputs: OnceLock::new() });
+            Arc::new(OpNode {
+            op,
+            inputs,
+            specs: specs.clone(),
+            outputs: OnceLock::new(),
+            running: Mutex::new(()),
+        });
         let outs: Vec<Array> = specs
             .into_iter()
             .map(|(shape, dtype)| {

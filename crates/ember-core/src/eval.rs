@@ -43,13 +43,14 @@ fn topological_order(arrays: &[&Array]) -> Vec<Arc<OpNode>> {
 }
 
 fn run(op_node: &OpNode) -> Result<()> {
+    let _running = op_node.running.lock().unwrap_or_else(|e| e.into_inner());
     let outputs = op_node.outputs.get().map(|o| o.as_slice()).unwrap_or_default();
     let alive: Vec<_> = outputs.iter().map(|w| w.upgrade()).collect();
     let Some(first) = alive.iter().flatten().next() else {
         return Ok(()); // every output was dropped: nothing wants this result
     };
     if matches!(*first.lock(), State::Ready(_)) {
-        return Ok(()); // computed meanwhile (another eval on another thread)
+        return Ok(()); // computed by another thread's eval
     }
     let stream = first.stream;
     let mut inputs = Vec::with_capacity(op_node.inputs.len());

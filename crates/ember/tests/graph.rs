@@ -115,3 +115,23 @@ fn dead_intermediates_are_overwritten_in_place() {
     assert_eq!(held.to_vec::<f32>().unwrap()[10], 20.0);
     assert_eq!(sum.to_vec::<f32>().unwrap()[10], 30.0);
 }
+
+#[test]
+fn threads_can_evaluate_a_shared_graph() {
+    let x = ops::arange(0.0, 4096.0, 1.0, Dtype::Float32).unwrap();
+    let mut y = x.clone();
+    for _ in 0..50 {
+        y = ops::add(&ops::multiply(&y, &Array::scalar(0.5f32)).unwrap(), &x).unwrap();
+    }
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let y = y.clone();
+            std::thread::spawn(move || y.to_vec::<f32>().unwrap())
+        })
+        .collect();
+    // y_k = 0.5 y_{k-1} + x converges to 2x (from y_0 = x): y_50 = x (2 - 0.5^50).
+    for h in handles {
+        let v = h.join().unwrap();
+        assert!((v[100] - 200.0).abs() < 1e-3);
+    }
+}
