@@ -1,8 +1,10 @@
 //! ember's CPU kernels. They know nothing of graphs or arrays: each takes typed slices with a
 //! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
 
+pub mod index;
 pub mod matmul;
 pub mod scalar;
+pub mod sort;
 pub mod strided;
 
 pub use half::{bf16, f16};

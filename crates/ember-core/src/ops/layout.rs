@@ -102,7 +102,7 @@ impl Slice {
     }
 
     /// The first index, step and length on an axis of length `n` (Python's `slice.indices`).
-    fn resolve(&self, n: usize) -> Result<(isize, isize, usize)> {
+    pub(crate) fn resolve(&self, n: usize) -> Result<(isize, isize, usize)> {
         let n = n as isize;
         let step = self.step;
         if step == 0 {

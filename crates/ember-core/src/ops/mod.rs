@@ -26,7 +26,13 @@ pub use layout::{
     as_strided, atleast_nd, broadcast_to, contiguous, expand_dims, flatten, moveaxis, ravel,
     reshape, reshape_to, slice, slice_axis, squeeze, swapaxes, transpose, transpose_all, Slice,
 };
+pub use index::{
+    concatenate, pad, put_along_axis, repeat, scatter, scatter_add, scatter_add_axis,
+    scatter_max, scatter_min, scatter_prod, slice_update, split, stack, take, take_along_axis,
+    tile, PadMode, Sections,
+};
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
+pub use sort::{argpartition, argsort, partition, sort, topk};
 
 use crate::{bail, Result};
 
