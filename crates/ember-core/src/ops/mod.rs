@@ -12,6 +12,7 @@ pub mod random;
 pub mod reduce;
 pub mod sort;
 
+pub use conv::{conv1d, conv2d};
 pub use creation::*;
 pub use elementwise::{
     abs, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, astype,
@@ -26,6 +27,7 @@ pub use layout::{
     as_strided, atleast_nd, broadcast_to, contiguous, expand_dims, flatten, moveaxis, ravel,
     reshape, reshape_to, slice, slice_axis, squeeze, swapaxes, transpose, transpose_all, Slice,
 };
+pub use fast::softmax;
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
 
 use crate::{bail, Result};
