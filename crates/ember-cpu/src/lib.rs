@@ -2,6 +2,9 @@
 //! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
 
 pub mod index;
+pub mod attention;
+pub mod conv;
+pub mod fast;
 pub mod matmul;
 pub mod scalar;
 pub mod sort;

@@ -12,6 +12,7 @@ pub mod random;
 pub mod reduce;
 pub mod sort;
 
+pub use conv::{conv1d, conv2d};
 pub use creation::*;
 pub use elementwise::{
     abs, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, astype,
@@ -31,6 +32,7 @@ pub use index::{
     scatter_max, scatter_min, scatter_prod, slice_update, split, stack, take, take_along_axis,
     tile, PadMode, Sections,
 };
+pub use fast::softmax;
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
 pub use sort::{argpartition, argsort, partition, sort, topk};
 

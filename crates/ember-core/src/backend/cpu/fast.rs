@@ -1,10 +1,119 @@
-//! CPU kernels dispatch for `FastOp`.
+//! Fused ops on the CPU: contiguous rows into the kernels of `ember_cpu::fast`, and attention
+//! into `ember_cpu::attention` (half types go through float32 there, as the GEMM does for
+//! bf16).
 
-use crate::array::ReadyArray;
+use super::dispatch_float;
+use super::elementwise::astype;
+use super::layout::{broadcast, to_contiguous};
+use crate::array::{new_output, ReadyArray};
+use crate::dtype::{Dtype, Element};
 use crate::op::OutSpec;
 use crate::ops::fast::FastOp;
-use crate::Result;
+use crate::{bail, Result};
+use ember_cpu::attention::{attention, Attention, Mask};
+use ember_cpu::fast::{
+    layer_norm_rows, rms_norm_rows, rope_rows, rope_table, softmax_rows, Compute, RopePairs,
+};
+use ember_cpu::matmul::Gemm;
 
-pub fn eval(op: &FastOp, _inputs: &[ReadyArray], _outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
-    match *op {}
+pub fn eval(op: &FastOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
+    if let FastOp::Sdpa { scale, causal } = op {
+        return Ok(vec![sdpa(inputs, &outputs[0].0, scale.0, *causal)?]);
+    }
+    let x = to_contiguous(&inputs[0])?;
+    let params = inputs[1..].iter().map(to_contiguous).collect::<Result<Vec<_>>>()?;
+    let d = x.shape.last().copied().unwrap_or(1);
+    let out = dispatch_float!(x.dtype, T => new_output::<T>(&x.shape, |out| {
+        let xs = data::<T>(&x);
+        let param = |i: usize| params.get(i).map(data::<T>);
+        match op {
+            FastOp::Softmax => softmax_rows(out, xs, d),
+            FastOp::RmsNorm { eps } => rms_norm_rows(out, xs, param(0), eps.0, d),
+            FastOp::LayerNorm { eps, weight, bias } => {
+                let w = if *weight { param(0) } else { None };
+                let b = if *bias { param(*weight as usize) } else { None };
+                layer_norm_rows(out, xs, w, b, eps.0, d)
+            }
+            FastOp::Rope { dims, traditional, base, scale, offset } => {
+                let half = dims / 2;
+                let inv_freq: Vec<f32> = match base {
+                    // exp(-i * ln(base) / half) in f32, the order MLX computes it in.
+                    Some(b) => {
+                        let step = (b.0 as f32).ln() / half as f32;
+                        (0..half).map(|i| (-(i as f32) * step).exp()).collect()
+                    }
+                    None => data::<f32>(&params[0]).iter().map(|f| 1.0 / f).collect(),
+                };
+                let seq = x.shape[x.shape.len() - 2];
+                let (cos, sin) = rope_table(seq, *offset, scale.0 as f32, &inv_freq);
+                let pairs = if *traditional { RopePairs::Interleaved } else { RopePairs::HalfSplit };
+                rope_rows(out, xs, seq, d, pairs, (&cos, &sin))
+            }
+            FastOp::Sdpa { .. } => unreachable!("handled above"),
+        }
+        Ok(())
+    }))?;
+    Ok(vec![out])
+}
+
+/// The elements of a contiguous array.
+fn data<T: Element>(x: &ReadyArray) -> &[T] {
+    &x.elements::<T>()[x.offset..][..x.size()]
+}
+
+fn sdpa(inputs: &[ReadyArray], shape: &[usize], scale: f64, causal: bool) -> Result<ReadyArray> {
+    let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
+    let a = Attention {
+        batch: q.shape[0],
+        q_heads: q.shape[1],
+        kv_heads: k.shape[1],
+        q_len: q.shape[2],
+        kv_len: k.shape[2],
+        head_dim: q.shape[3],
+        v_dim: v.shape[3],
+        scale,
+        causal,
+    };
+    let scores = [a.batch, a.q_heads, a.q_len, a.kv_len];
+    let mask = inputs.get(3);
+    match q.dtype {
+        Dtype::Float32 => sdpa_typed::<f32>(q, k, v, mask, &a, &scores, shape),
+        Dtype::Float64 => sdpa_typed::<f64>(q, k, v, mask, &a, &scores, shape),
+        Dtype::Float16 | Dtype::Bfloat16 => {
+            let wide = |x: &ReadyArray| {
+                if x.dtype == Dtype::Bool {
+                    Ok(x.clone())
+                } else {
+                    astype(x, Dtype::Float32)
+                }
+            };
+            let (q32, k32, v32) = (wide(q)?, wide(k)?, wide(v)?);
+            let m32 = mask.map(wide).transpose()?;
+            let out = sdpa_typed::<f32>(&q32, &k32, &v32, m32.as_ref(), &a, &scores, shape)?;
+            astype(&out, q.dtype)
+        }
+        d => bail!("scaled_dot_product_attention", "unsupported dtype {}", d),
+    }
+}
+
+fn sdpa_typed<T: Gemm + Compute + Element>(
+    q: &ReadyArray,
+    k: &ReadyArray,
+    v: &ReadyArray,
+    mask: Option<&ReadyArray>,
+    a: &Attention,
+    scores: &[usize],
+    shape: &[usize],
+) -> Result<ReadyArray> {
+    let q = to_contiguous(q)?;
+    let mask = mask.map(|m| broadcast(m, scores));
+    let mask = match &mask {
+        None => Mask::None,
+        Some(m) if m.dtype == Dtype::Bool => Mask::Keep(m.view::<bool>()),
+        Some(m) => Mask::Add(m.view::<T>()),
+    };
+    new_output::<T>(shape, |out| {
+        attention(out, data::<T>(&q), k.view::<T>(), v.view::<T>(), mask, a);
+        Ok(())
+    })
 }

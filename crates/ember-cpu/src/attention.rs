@@ -1,0 +1,241 @@
+//! Fused scaled dot-product attention: per key/value head, blocks of query rows go through
+//! `S = Q K^T` (GEMM), a masked softmax of each row of `S` in place, and `O = P V` (GEMM),
+//! so the full score matrix never exists. The query heads that share a key/value head
+//! (grouped-query attention) are stacked into one block, and causal blocks skip the keys no
+//! row of the block can see.
+
+use crate::fast::{max_of, Compute};
+use crate::matmul::{Gemm, MatRef};
+use crate::strided::View;
+use rayon::prelude::*;
+
+/// Sizes and options of one attention call: q is (B, Hq, Lq, D), k (B, Hkv, Lk, D),
+/// v (B, Hkv, Lk, Dv), out (B, Hq, Lq, Dv).
+#[derive(Clone, Copy, Debug)]
+pub struct Attention {
+    pub batch: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub q_len: usize,
+    pub kv_len: usize,
+    pub head_dim: usize,
+    pub v_dim: usize,
+    pub scale: f64,
+    /// Query `i` sees keys `j <= i + kv_len - q_len`.
+    pub causal: bool,
+}
+
+/// An explicit mask, viewed with shape (B, Hq, Lq, Lk) (broadcast by zero strides).
+#[derive(Clone, Copy, Debug)]
+pub enum Mask<'a, T> {
+    None,
+    /// `false` hides a key.
+    Keep(View<'a, bool>),
+    /// Added to the scaled scores.
+    Add(View<'a, T>),
+}
+
+/// The score a hidden key gets: the lowest finite f32, as MLX's `finfo.min`, so that a row
+/// with every key hidden averages all values instead of producing NaN.
+const HIDDEN: f64 = -(f32::MAX as f64);
+
+/// Query rows per block, sized so that a block of scores stays around 256 KiB of f32.
+fn block_rows(kv_len: usize) -> usize {
+    ((1 << 16) / kv_len.max(1)).clamp(16, 256)
+}
+
+#[derive(Default)]
+struct Scratch<T> {
+    scores: Vec<T>,
+    inv_sum: Vec<T>,
+}
+
+/// Computes attention into `out` (contiguous). `q` is contiguous; `k` and `v` are any strided
+/// 4-d views. Panics if the views disagree with `a`.
+pub fn attention<T: Gemm + Compute>(
+    out: &mut [T],
+    q: &[T],
+    k: View<'_, T>,
+    v: View<'_, T>,
+    mask: Mask<'_, T>,
+    a: &Attention,
+) {
+    let rep = a.q_heads / a.kv_heads;
+    let group_rows = rep * a.q_len;
+    let out = &mut out[..a.batch * a.q_heads * a.q_len * a.v_dim];
+    assert!(q.len() >= a.batch * a.q_heads * a.q_len * a.head_dim, "queries too small");
+    if out.is_empty() {
+        return;
+    }
+    let bq = block_rows(a.kv_len);
+    let block = |g: usize, blk: usize, o: &mut [T], s: &mut Scratch<T>| {
+        attend_block(o, q, k, v, mask, a, g, blk * bq, s)
+    };
+    let group_len = group_rows * a.v_dim;
+    let work = out.len() * a.kv_len * (a.head_dim + a.v_dim);
+    if work >= 1 << 20 {
+        out.par_chunks_mut(group_len).enumerate().for_each(|(g, og)| {
+            og.par_chunks_mut(bq * a.v_dim)
+                .enumerate()
+                .for_each_init(Scratch::default, |s, (blk, o)| block(g, blk, o, s));
+        });
+    } else {
+        let mut s = Scratch::default();
+        for (g, og) in out.chunks_mut(group_len).enumerate() {
+            for (blk, o) in og.chunks_mut(bq * a.v_dim).enumerate() {
+                block(g, blk, o, &mut s);
+            }
+        }
+    }
+}
+
+/// Element offset of index `(i0, i1, ...)` in a view.
+fn at<T: Copy>(x: &View<'_, T>, idx: [usize; 3]) -> isize {
+    x.offset as isize + idx.iter().zip(x.strides).map(|(&i, &s)| i as isize * s).sum::<isize>()
+}
+
+/// One block of stacked query rows `first..` of key/value group `g` (batch `g / Hkv`,
+/// key/value head `g % Hkv`); row `r` of the group is query head `r / Lq`, position `r % Lq`.
+#[allow(clippy::too_many_arguments)]
+fn attend_block<T: Gemm + Compute>(
+    out: &mut [T],
+    q: &[T],
+    k: View<'_, T>,
+    v: View<'_, T>,
+    mask: Mask<'_, T>,
+    a: &Attention,
+    g: usize,
+    first: usize,
+    s: &mut Scratch<T>,
+) {
+    let (b, hk) = (g / a.kv_heads, g % a.kv_heads);
+    let rep = a.q_heads / a.kv_heads;
+    let rows = out.len() / a.v_dim;
+    let (lq, lk) = (a.q_len as isize, a.kv_len as isize);
+    // Keys j < visible(row) are seen by a causal row.
+    let visible = |r: usize| ((r % a.q_len) as isize + 1 + lk - lq).clamp(0, lk) as usize;
+    let keys = if a.causal {
+        let (lo, hi) = (first..first + rows)
+            .fold((a.kv_len, 0), |(lo, hi), r| (lo.min(visible(r)), hi.max(visible(r))));
+        // A row that sees no key averages over all of them (see `HIDDEN`).
+        if lo == 0 {
+            a.kv_len
+        } else {
+            hi
+        }
+    } else {
+        a.kv_len
+    };
+    if keys == 0 {
+        out.fill(T::zero());
+        return;
+    }
+    s.scores.resize(rows * keys, T::zero());
+    s.inv_sum.resize(rows, T::zero());
+    let q_block = MatRef {
+        data: q,
+        offset: ((b * a.q_heads + hk * rep) * a.q_len + first) * a.head_dim,
+        row_stride: a.head_dim as isize,
+        col_stride: 1,
+    };
+    let k_t = MatRef {
+        data: k.data,
+        offset: at(&k, [b, hk, 0]) as usize,
+        row_stride: k.strides[3],
+        col_stride: k.strides[2],
+    };
+    T::matmul(&mut s.scores, q_block, k_t, rows, keys, a.head_dim);
+    let (scale, hidden) = (T::from_f64(a.scale), T::from_f64(HIDDEN));
+    for (r, row) in s.scores.chunks_exact_mut(keys).enumerate() {
+        let gr = first + r;
+        let (h, i) = (hk * rep + gr / a.q_len, gr % a.q_len);
+        row.iter_mut().for_each(|x| *x = x.mul(scale));
+        if a.causal {
+            row[visible(gr).min(keys)..].fill(hidden);
+        }
+        match mask {
+            Mask::None => {}
+            Mask::Keep(m) => {
+                let (base, step) = (at(&m, [b, h, i]), m.strides[3]);
+                for (j, x) in row.iter_mut().enumerate() {
+                    if !m.data[(base + j as isize * step) as usize] {
+                        *x = hidden;
+                    }
+                }
+            }
+            Mask::Add(m) => {
+                let (base, step) = (at(&m, [b, h, i]), m.strides[3]);
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = x.add(m.data[(base + j as isize * step) as usize]);
+                }
+            }
+        }
+        let sum = T::exp_shifted_sum(row, max_of(row));
+        s.inv_sum[r] = T::one().div(sum);
+    }
+    let v_mat = MatRef {
+        data: v.data,
+        offset: at(&v, [b, hk, 0]) as usize,
+        row_stride: v.strides[2],
+        col_stride: v.strides[3],
+    };
+    T::matmul(out, MatRef::dense(&s.scores, keys), v_mat, rows, a.v_dim, keys);
+    for (o, &inv) in out.chunks_exact_mut(a.v_dim).zip(&s.inv_sum) {
+        o.iter_mut().for_each(|x| *x = x.mul(inv));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view<'a, T: Copy>(data: &'a [T], shape: &'a [usize], strides: &'a [isize]) -> View<'a, T> {
+        View::new(data, shape, strides, 0)
+    }
+
+    #[test]
+    fn single_query_averages_values_by_softmax_weights() {
+        // q . k = [0, ln 3] after scale 1: weights 1/4 and 3/4.
+        let a = Attention {
+            batch: 1,
+            q_heads: 1,
+            kv_heads: 1,
+            q_len: 1,
+            kv_len: 2,
+            head_dim: 1,
+            v_dim: 2,
+            scale: 1.0,
+            causal: false,
+        };
+        let q = [3f64.ln()];
+        let k = [0.0, 1.0];
+        let v = [4.0, 8.0, 0.0, 4.0];
+        let mut out = [0f64; 2];
+        let (ks, vs) = ([1, 1, 2, 1], [1, 1, 2, 2]);
+        let (kst, vst) = ([2, 2, 1, 1], [4, 4, 2, 1]);
+        attention(&mut out, &q, view(&k, &ks, &kst), view(&v, &vs, &vst), Mask::None, &a);
+        assert!((out[0] - 1.0).abs() < 1e-12 && (out[1] - 5.0).abs() < 1e-12, "{out:?}");
+    }
+
+    #[test]
+    fn causal_row_without_keys_averages_all_values() {
+        // Lq = 3 > Lk = 2 with equal scores: query 0 sees no key (0 + 2 - 3 < 0) and averages
+        // both values, query 1 sees key 0 only, query 2 both.
+        let a = Attention {
+            batch: 1,
+            q_heads: 1,
+            kv_heads: 1,
+            q_len: 3,
+            kv_len: 2,
+            head_dim: 1,
+            v_dim: 1,
+            scale: 1.0,
+            causal: true,
+        };
+        let mut out = [0f32; 3];
+        let (s, st) = ([1, 1, 2, 1], [2, 2, 1, 1]);
+        let (k, v) = ([0.0, 0.0], [2.0, 6.0]);
+        attention(&mut out, &[1.0; 3], view(&k, &s, &st), view(&v, &s, &st), Mask::None, &a);
+        assert_eq!(out, [4.0, 2.0, 4.0]);
+    }
+}
