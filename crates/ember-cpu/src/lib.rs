@@ -2,6 +2,7 @@
 //! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
 
 pub mod matmul;
+pub mod random;
 pub mod scalar;
 pub mod strided;
 
