@@ -11,6 +11,7 @@ mod display;
 pub mod dtype;
 mod error;
 mod eval;
+pub mod io;
 pub mod op;
 pub mod ops;
 mod operators;

@@ -1,11 +1,13 @@
 //! ember's CPU kernels. They know nothing of graphs or arrays: each takes typed slices with a
 //! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
 
-pub mod index;
 pub mod attention;
 pub mod conv;
 pub mod fast;
+pub mod ggml;
+pub mod index;
 pub mod matmul;
+pub mod random;
 pub mod scalar;
 pub mod sort;
 pub mod strided;
