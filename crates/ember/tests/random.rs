@@ -349,6 +349,7 @@ fn bad_arguments_are_errors_naming_the_op() {
     assert!(msg.starts_with("[bits] a key must be a uint32"), "{msg}");
     assert!(err(random::split(&key(0).astype(Dtype::Uint64).unwrap(), 2)).starts_with("[bits]"));
     assert!(err(random::bits(&[2], 3, Some(&key(0)))).contains("bit width"));
+    assert!(err(random::split(&key(0), usize::MAX)).contains("too large"));
     let (z, o) = (Array::scalar(0f32), Array::scalar(1f32));
     assert!(
         err(random::uniform(&z, &o, &[2], Dtype::Int32, Some(&key(0)))).starts_with("[uniform]")

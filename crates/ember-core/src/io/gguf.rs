@@ -95,6 +95,7 @@ impl GgufValue {
         }
     }
 
+    /// A bool value.
     pub fn as_bool(&self) -> Option<bool> {
         match *self {
             GgufValue::Bool(v) => Some(v),
@@ -102,6 +103,7 @@ impl GgufValue {
         }
     }
 
+    /// A string value.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             GgufValue::String(s) => Some(s),
@@ -109,6 +111,7 @@ impl GgufValue {
         }
     }
 
+    /// An array value.
     pub fn as_array(&self) -> Option<&GgufArray> {
         match self {
             GgufValue::Array(a) => Some(a),
@@ -118,6 +121,7 @@ impl GgufValue {
 }
 
 impl GgufArray {
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             GgufArray::U8(v) => v.len(),
@@ -461,6 +465,7 @@ impl GgufFile {
         })
     }
 
+    /// The format version (2 or 3).
     pub fn version(&self) -> u32 {
         self.version
     }

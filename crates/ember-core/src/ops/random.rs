@@ -50,6 +50,9 @@ impl Primitive for RandomOp {
                     4 => Dtype::Uint32,
                     w => bail!("bits", "bit width must be 1, 2 or 4 bytes, got {}", w),
                 };
+                if shape.iter().try_fold(*width, |n, &d| n.checked_mul(d)).is_none() {
+                    bail!("bits", "shape {:?} is too large", shape);
+                }
                 Ok(vec![(shape.clone(), dtype)])
             }
             RandomOp::Argmax { axis } => {
