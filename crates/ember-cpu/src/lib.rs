@@ -2,7 +2,9 @@
 //! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
 
 pub mod matmul;
+pub mod reduce;
 pub mod scalar;
+pub mod scan;
 pub mod strided;
 
 pub use half::{bf16, f16};

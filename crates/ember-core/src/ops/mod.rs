@@ -27,6 +27,10 @@ pub use layout::{
     reshape, reshape_to, slice, slice_axis, squeeze, swapaxes, transpose, transpose_all, Slice,
 };
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
+pub use reduce::{
+    all, any, argmax, argmin, cummax, cummin, cumprod, cumsum, logsumexp, max, mean, min, prod,
+    std, sum, var,
+};
 
 use crate::{bail, Result};
 
