@@ -8,7 +8,9 @@ pub mod ggml;
 pub mod index;
 pub mod matmul;
 pub mod random;
+pub mod reduce;
 pub mod scalar;
+pub mod scan;
 pub mod sort;
 pub mod strided;
 

@@ -35,6 +35,10 @@ pub use index::{
 pub use fast::softmax;
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
 pub use sort::{argpartition, argsort, partition, sort, topk};
+pub use reduce::{
+    all, any, argmax, argmin, cummax, cummin, cumprod, cumsum, logsumexp, max, mean, min, prod,
+    std, sum, var,
+};
 
 use crate::{bail, Result};
 

@@ -1,0 +1,676 @@
+//! Reductions, arg-reductions and scans over strided views.
+//!
+//! A reduction folds the reduced axes of a view into one output element per position of the
+//! kept axes; the output is contiguous in the kept axes' order. Loops follow the input's memory
+//! order: when the smallest input stride is on a reduced axis each output folds contiguous runs
+//! ("rows", several independent accumulators so the loop vectorises); when it is on a kept axis
+//! a tile of outputs is accumulated input row by input row ("columns"). Large work is split over
+//! rayon: across outputs when there are many, inside each output otherwise. Partial results are
+//! always combined in an order fixed by the shape, so float results do not depend on timing.
+
+use crate::scalar::Scalar;
+use crate::strided::{Rows, View, PARALLEL_THRESHOLD};
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// An element type reductions and scans know how to widen and accumulate.
+pub trait ReduceElem: Scalar {
+    /// The type comparisons and accumulations run in: f32 for f16/bf16, else `Self`.
+    type Wide: Scalar;
+    /// The accumulator of sums and products: 32 bits for bool and small ints (as MLX).
+    type Sum: Scalar;
+    /// The element type of a sum or product (MLX: the accumulator, except half types stay).
+    type SumOut: Scalar;
+    /// Whether widening a whole slice at once is much faster than element by element
+    /// (`half`'s slice conversion uses F16C, its per-element one does not).
+    const BULK_WIDEN: bool = false;
+    fn wide(self) -> Self::Wide;
+    fn narrow(w: Self::Wide) -> Self;
+    /// Widens `src` into `dst` (same length).
+    fn wide_slice(src: &[Self], dst: &mut [Self::Wide]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s.wide();
+        }
+    }
+    fn to_sum(w: Self::Wide) -> Self::Sum;
+    fn sum_out(s: Self::Sum) -> Self::SumOut;
+}
+
+macro_rules! plain_elem {
+    ($($t:ty => $s:ty),*) => {$(
+        impl ReduceElem for $t {
+            type Wide = $t;
+            type Sum = $s;
+            type SumOut = $s;
+            #[inline(always)]
+            fn wide(self) -> $t { self }
+            #[inline(always)]
+            fn narrow(w: $t) -> $t { w }
+            #[inline(always)]
+            fn to_sum(w: $t) -> $s { w as $s }
+            #[inline(always)]
+            fn sum_out(s: $s) -> $s { s }
+        }
+    )*};
+}
+plain_elem!(bool => i32, i8 => i32, i16 => i32, i32 => i32, i64 => i64, u8 => u32, u16 => u32,
+    u32 => u32, u64 => u64, f32 => f32, f64 => f64);
+
+macro_rules! half_elem {
+    ($($t:ty),*) => {$(
+        impl ReduceElem for $t {
+            type Wide = f32;
+            type Sum = f32;
+            type SumOut = $t;
+            const BULK_WIDEN: bool = true;
+            #[inline(always)]
+            fn wide(self) -> f32 { self.to_f32() }
+            #[inline(always)]
+            fn narrow(w: f32) -> $t { <$t>::from_f32(w) }
+            fn wide_slice(src: &[$t], dst: &mut [f32]) { src.convert_to_f32_slice(dst) }
+            #[inline(always)]
+            fn to_sum(w: f32) -> f32 { w }
+            #[inline(always)]
+            fn sum_out(s: f32) -> $t { <$t>::from_f32(s) }
+        }
+    )*};
+}
+half_elem!(f16, bf16);
+
+/// A fold of elements of `T` (seen widened) into an accumulator, and its result.
+pub trait Reducer<T: ReduceElem>: Copy + Send + Sync {
+    type Acc: Copy + Send + Sync;
+    type Out: Copy + Send + Sync;
+    /// The identity: the result of reducing nothing.
+    fn init(self) -> Self::Acc;
+    fn step(self, acc: Self::Acc, x: T::Wide) -> Self::Acc;
+    /// Combines two partial results (the earlier one first).
+    fn merge(self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+    fn finish(self, acc: Self::Acc) -> Self::Out;
+}
+
+/// Sum, accumulated in `T::Sum`.
+#[derive(Clone, Copy, Debug)]
+pub struct Sum;
+/// Product, accumulated in `T::Sum`.
+#[derive(Clone, Copy, Debug)]
+pub struct Prod;
+/// Maximum; NaN wins (as MLX).
+#[derive(Clone, Copy, Debug)]
+pub struct Max;
+/// Minimum; NaN wins.
+#[derive(Clone, Copy, Debug)]
+pub struct Min;
+/// Whether every element is non-zero.
+#[derive(Clone, Copy, Debug)]
+pub struct All;
+/// Whether any element is non-zero.
+#[derive(Clone, Copy, Debug)]
+pub struct Any;
+
+impl<T: ReduceElem> Reducer<T> for Sum {
+    type Acc = T::Sum;
+    type Out = T::SumOut;
+    fn init(self) -> T::Sum {
+        T::Sum::zero()
+    }
+    #[inline(always)]
+    fn step(self, acc: T::Sum, x: T::Wide) -> T::Sum {
+        acc.add(T::to_sum(x))
+    }
+    #[inline(always)]
+    fn merge(self, a: T::Sum, b: T::Sum) -> T::Sum {
+        a.add(b)
+    }
+    fn finish(self, acc: T::Sum) -> T::SumOut {
+        T::sum_out(acc)
+    }
+}
+
+impl<T: ReduceElem> Reducer<T> for Prod {
+    type Acc = T::Sum;
+    type Out = T::SumOut;
+    fn init(self) -> T::Sum {
+        T::Sum::one()
+    }
+    #[inline(always)]
+    fn step(self, acc: T::Sum, x: T::Wide) -> T::Sum {
+        acc.mul(T::to_sum(x))
+    }
+    #[inline(always)]
+    fn merge(self, a: T::Sum, b: T::Sum) -> T::Sum {
+        a.mul(b)
+    }
+    fn finish(self, acc: T::Sum) -> T::SumOut {
+        T::sum_out(acc)
+    }
+}
+
+/// `x` if it beats `acc` or is NaN (a NaN accumulator then stays): a compare-and-select that
+/// vectorises, unlike a branch on NaN first.
+#[inline(always)]
+fn pick<W: Scalar>(acc: W, x: W, beats: bool) -> W {
+    if beats || x.is_nan() {
+        x
+    } else {
+        acc
+    }
+}
+
+impl<T: ReduceElem> Reducer<T> for Max {
+    type Acc = T::Wide;
+    type Out = T;
+    fn init(self) -> T::Wide {
+        T::Wide::lowest()
+    }
+    #[inline(always)]
+    fn step(self, acc: T::Wide, x: T::Wide) -> T::Wide {
+        pick(acc, x, x > acc)
+    }
+    #[inline(always)]
+    fn merge(self, a: T::Wide, b: T::Wide) -> T::Wide {
+        pick(a, b, b > a)
+    }
+    fn finish(self, acc: T::Wide) -> T {
+        T::narrow(acc)
+    }
+}
+
+impl<T: ReduceElem> Reducer<T> for Min {
+    type Acc = T::Wide;
+    type Out = T;
+    fn init(self) -> T::Wide {
+        T::Wide::highest()
+    }
+    #[inline(always)]
+    fn step(self, acc: T::Wide, x: T::Wide) -> T::Wide {
+        pick(acc, x, x < acc)
+    }
+    #[inline(always)]
+    fn merge(self, a: T::Wide, b: T::Wide) -> T::Wide {
+        pick(a, b, b < a)
+    }
+    fn finish(self, acc: T::Wide) -> T {
+        T::narrow(acc)
+    }
+}
+
+impl<T: ReduceElem> Reducer<T> for All {
+    type Acc = bool;
+    type Out = bool;
+    fn init(self) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn step(self, acc: bool, x: T::Wide) -> bool {
+        acc & (x != T::Wide::zero())
+    }
+    #[inline(always)]
+    fn merge(self, a: bool, b: bool) -> bool {
+        a & b
+    }
+    fn finish(self, acc: bool) -> bool {
+        acc
+    }
+}
+
+impl<T: ReduceElem> Reducer<T> for Any {
+    type Acc = bool;
+    type Out = bool;
+    fn init(self) -> bool {
+        false
+    }
+    #[inline(always)]
+    fn step(self, acc: bool, x: T::Wide) -> bool {
+        acc | (x != T::Wide::zero())
+    }
+    #[inline(always)]
+    fn merge(self, a: bool, b: bool) -> bool {
+        a | b
+    }
+    fn finish(self, acc: bool) -> bool {
+        acc
+    }
+}
+
+/// Independent accumulators per contiguous run: enough to hide add latency and fill vectors.
+const LANES: usize = 16;
+/// A contiguous run is folded in blocks whose lane results are combined before the next block,
+/// so a float sum's rounding error grows with the number of blocks, not the run length.
+const BLOCK: usize = 1024;
+/// Half-precision runs are widened through a stack buffer of this many elements.
+const WIDEN_BUF: usize = 256;
+/// Outputs accumulated together in the column kernels.
+const TILE: usize = 4096;
+
+/// Folds `xs` (already widened by `f`) with `LANES` accumulators combined pairwise.
+#[inline(always)]
+fn fold_lanes<E: Copy, T: ReduceElem, R: Reducer<T>>(
+    xs: &[E],
+    f: impl Fn(E) -> T::Wide,
+    r: R,
+) -> R::Acc {
+    let mut lanes = [r.init(); LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        let c: &[E; LANES] = c.try_into().expect("chunks_exact gives LANES elements");
+        for j in 0..LANES {
+            lanes[j] = r.step(lanes[j], f(c[j]));
+        }
+    }
+    let mut tail = r.init();
+    for &x in chunks.remainder() {
+        tail = r.step(tail, f(x));
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            lanes[j] = r.merge(lanes[j], lanes[j + width]);
+        }
+    }
+    r.merge(lanes[0], tail)
+}
+
+/// Folds a contiguous run.
+fn fold_contiguous<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc {
+    let mut acc = r.init();
+    if T::BULK_WIDEN {
+        let mut buf = [T::Wide::zero(); WIDEN_BUF];
+        for chunk in xs.chunks(WIDEN_BUF) {
+            let b = &mut buf[..chunk.len()];
+            T::wide_slice(chunk, b);
+            acc = r.merge(acc, fold_lanes::<T::Wide, T, R>(b, |w| w, r));
+        }
+    } else {
+        for block in xs.chunks(BLOCK) {
+            acc = r.merge(acc, fold_lanes::<T, T, R>(block, T::wide, r));
+        }
+    }
+    acc
+}
+
+/// Folds `len` elements starting at `start`, `stride` apart.
+fn fold_run<T: ReduceElem, R: Reducer<T>>(
+    data: &[T],
+    start: isize,
+    len: usize,
+    stride: isize,
+    r: R,
+) -> R::Acc {
+    if stride == 1 {
+        return fold_contiguous(&data[start as usize..start as usize + len], r);
+    }
+    let mut acc = r.init();
+    for i in 0..len {
+        acc = r.step(acc, data[(start + i as isize * stride) as usize].wide());
+    }
+    acc
+}
+
+/// Element offset of flat position `i` of the space `rows` describes.
+#[inline]
+fn flat_offset<const N: usize>(rows: &Rows<N>, i: usize) -> [isize; N] {
+    let n = rows.inner_len;
+    let mut off = rows.offsets(i / n);
+    for (o, s) in off.iter_mut().zip(rows.inner_strides) {
+        *o += (i % n) as isize * s;
+    }
+    off
+}
+
+/// The reduced axes as an iteration space, outermost (largest stride) first.
+struct Reduced {
+    rows: Rows<1>,
+    len: usize,
+}
+
+impl Reduced {
+    /// Calls `f(offset)` for flat positions `start..end`, a run at a time:
+    /// `f(run_offset, first, count)` covers `count` elements from `run_offset + first * stride`.
+    #[inline]
+    fn for_runs(&self, start: usize, end: usize, mut f: impl FnMut(isize, usize, usize)) {
+        let n = self.rows.inner_len;
+        let mut i = start;
+        while i < end {
+            let (run, j) = (i / n, i % n);
+            let len = (n - j).min(end - i);
+            let [o] = self.rows.offsets(run);
+            f(o, j, len);
+            i += len;
+        }
+    }
+
+    fn stride(&self) -> isize {
+        self.rows.inner_strides[0]
+    }
+
+    /// Split points for reducing inside one output: about 64 pieces, none tiny.
+    fn pieces(&self, width: usize) -> Vec<(usize, usize)> {
+        let per = (self.len.div_ceil(64)).max((PARALLEL_THRESHOLD / 4).div_ceil(width));
+        (0..self.len).step_by(per.max(1)).map(|s| (s, (s + per).min(self.len))).collect()
+    }
+}
+
+/// How a reduction shares its work between threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Small work: the calling thread does it all.
+    Serial,
+    /// Many independent output units: units in parallel.
+    Across,
+    /// Few units: each unit's reduced range in parallel pieces.
+    Inside,
+}
+
+impl Split {
+    fn choose(units: usize, work: usize) -> Split {
+        if work < PARALLEL_THRESHOLD {
+            Split::Serial
+        } else if units >= 2 * rayon::current_num_threads() {
+            Split::Across
+        } else {
+            Split::Inside
+        }
+    }
+}
+
+/// Reduces the axes of `x` flagged in `reduced`. `out` holds one element per position of the
+/// kept axes, row-major (size-1 axes may be flagged either way).
+pub fn reduce<T: ReduceElem, R: Reducer<T>>(
+    out: &mut [R::Out],
+    x: View<'_, T>,
+    reduced: &[bool],
+    r: R,
+) {
+    let (mut kept, mut red) = (Vec::new(), Vec::new());
+    for ((&n, &s), &is_red) in x.shape.iter().zip(x.strides).zip(reduced) {
+        match (n, is_red) {
+            (1, _) => {}
+            (_, true) => red.push((n, s)),
+            (_, false) => kept.push((n, s)),
+        }
+    }
+    if out.is_empty() {
+        return;
+    }
+    if red.iter().any(|&(n, _)| n == 0) {
+        out.fill(r.finish(r.init()));
+        return;
+    }
+    // Runs then follow memory order; reordering the reduced axes only reassociates the fold.
+    red.sort_by_key(|&(_, s)| std::cmp::Reverse(s.unsigned_abs()));
+    let (shape, strides): (Vec<usize>, Vec<isize>) = red.iter().copied().unzip();
+    let rows = Rows::new(&shape, [&strides], [0]);
+    let red = Reduced { len: rows.count() * rows.inner_len, rows };
+    let min_red = strides.iter().map(|s| s.unsigned_abs()).min().unwrap_or(usize::MAX);
+    let inner_kept = kept
+        .iter()
+        .enumerate()
+        .filter(|(_, &(_, s))| s.unsigned_abs() < min_red)
+        .min_by_key(|(i, &(_, s))| (s.unsigned_abs(), usize::MAX - i))
+        .map(|(i, _)| i);
+    match inner_kept {
+        Some(i) => reduce_columns(out, x, &kept, i, &red, r),
+        None => reduce_rows(out, x, &kept, &red, r),
+    }
+}
+
+/// Each output folds its runs; outputs are independent.
+fn reduce_rows<T: ReduceElem, R: Reducer<T>>(
+    out: &mut [R::Out],
+    x: View<'_, T>,
+    kept: &[(usize, isize)],
+    red: &Reduced,
+    r: R,
+) {
+    let (shape, strides): (Vec<usize>, Vec<isize>) = kept.iter().copied().unzip();
+    let outs = Rows::new(&shape, [&strides], [x.offset]);
+    let stride = red.stride();
+    let fold = |base: isize, s: usize, e: usize| {
+        let mut acc = r.init();
+        red.for_runs(s, e, |o, j, len| {
+            let start = base + o + j as isize * stride;
+            acc = r.merge(acc, fold_run(x.data, start, len, stride, r));
+        });
+        acc
+    };
+    // Fills outputs `k0..k0 + chunk.len()`, stepping the base offset without divisions.
+    let fill = |k0: usize, chunk: &mut [R::Out]| {
+        let n = outs.inner_len;
+        let [st] = outs.inner_strides;
+        let (mut row, mut j) = (k0 / n, k0 % n);
+        let [mut ro] = outs.offsets(row);
+        for o in chunk {
+            *o = r.finish(fold(ro + j as isize * st, 0, red.len));
+            j += 1;
+            if j == n {
+                (row, j) = (row + 1, 0);
+                [ro] = outs.offsets(row);
+            }
+        }
+    };
+    match Split::choose(out.len(), out.len() * red.len) {
+        Split::Serial => fill(0, out),
+        Split::Across => {
+            let per = (PARALLEL_THRESHOLD / 4).div_ceil(red.len).max(1);
+            out.par_chunks_mut(per).enumerate().for_each(|(t, c)| fill(t * per, c));
+        }
+        Split::Inside => {
+            for (k, o) in out.iter_mut().enumerate() {
+                let [base] = flat_offset(&outs, k);
+                let partials: Vec<R::Acc> =
+                    red.pieces(1).into_par_iter().map(|(s, e)| fold(base, s, e)).collect();
+                *o = r.finish(partials.into_iter().fold(r.init(), |a, b| r.merge(a, b)));
+            }
+        }
+    }
+}
+
+/// Accumulates tiles of outputs along kept axis `inner` (the input's smallest stride), one
+/// reduced position at a time.
+fn reduce_columns<T: ReduceElem, R: Reducer<T>>(
+    out: &mut [R::Out],
+    x: View<'_, T>,
+    kept: &[(usize, isize)],
+    inner: usize,
+    red: &Reduced,
+    r: R,
+) {
+    let (n_in, xs_in) = kept[inner];
+    // Output strides of the kept axes (row-major over them).
+    let mut os = vec![0isize; kept.len()];
+    let mut acc_stride = 1isize;
+    for (o, &(n, _)) in os.iter_mut().zip(kept).rev() {
+        *o = acc_stride;
+        acc_stride *= n as isize;
+    }
+    let os_in = os[inner];
+    let (mut shape, mut xs, mut ost) = (vec![], vec![], vec![]);
+    for (i, (&(n, s), &o)) in kept.iter().zip(&os).enumerate() {
+        if i != inner {
+            shape.push(n);
+            xs.push(s);
+            ost.push(o);
+        }
+    }
+    let outer = Rows::new(&shape, [&xs, &ost], [x.offset, 0]);
+    let stride = red.stride();
+    // Partial results of outputs `c0..c0 + w` of outer position `base` over reduced `s..e`.
+    let fold = |base: isize, w: usize, s: usize, e: usize| -> Vec<R::Acc> {
+        let mut acc = vec![r.init(); w];
+        let mut buf = vec![T::Wide::zero(); if T::BULK_WIDEN && xs_in == 1 { w } else { 0 }];
+        red.for_runs(s, e, |o, j, len| {
+            for jj in j..j + len {
+                let off = base + o + jj as isize * stride;
+                if xs_in == 1 {
+                    let src = &x.data[off as usize..off as usize + w];
+                    if T::BULK_WIDEN {
+                        T::wide_slice(src, &mut buf);
+                        acc.iter_mut().zip(&buf).for_each(|(a, &v)| *a = r.step(*a, v));
+                    } else {
+                        acc.iter_mut().zip(src).for_each(|(a, &v)| *a = r.step(*a, v.wide()));
+                    }
+                } else {
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        *a = r.step(*a, x.data[(off + c as isize * xs_in) as usize].wide());
+                    }
+                }
+            }
+        });
+        acc
+    };
+    let tile = n_in.min(TILE);
+    let units = (outer.count() * outer.inner_len) * n_in.div_ceil(tile);
+    let split = Split::choose(units, out.len() * red.len);
+    let fill_tile = |q: usize, c0: usize, seg: &mut [R::Out]| {
+        let [xb, _] = flat_offset(&outer, q);
+        let base = xb + c0 as isize * xs_in;
+        let w = seg.len();
+        let acc = if split == Split::Inside {
+            let partials: Vec<Vec<R::Acc>> =
+                red.pieces(w).into_par_iter().map(|(s, e)| fold(base, w, s, e)).collect();
+            let mut parts = partials.into_iter();
+            let mut acc = parts.next().expect("at least one piece");
+            for p in parts {
+                acc.iter_mut().zip(p).for_each(|(a, b)| *a = r.merge(*a, b));
+            }
+            acc
+        } else {
+            fold(base, w, 0, red.len)
+        };
+        seg.iter_mut().zip(acc).for_each(|(o, a)| *o = r.finish(a));
+    };
+    // Results land in `dst` ordered (outer position, inner index); that is `out` itself when
+    // the inner axis is the last kept one, else a buffer scattered into `out` afterwards.
+    let mut scratch = Vec::new();
+    let dst: &mut [R::Out] = if os_in == 1 {
+        out
+    } else {
+        scratch.resize(out.len(), r.finish(r.init()));
+        &mut scratch
+    };
+    if split == Split::Across {
+        dst.par_chunks_mut(n_in).enumerate().for_each(|(q, row)| {
+            row.par_chunks_mut(tile).enumerate().for_each(|(t, seg)| fill_tile(q, t * tile, seg))
+        });
+    } else {
+        for (q, row) in dst.chunks_mut(n_in).enumerate() {
+            for (t, seg) in row.chunks_mut(tile).enumerate() {
+                fill_tile(q, t * tile, seg);
+            }
+        }
+    }
+    if os_in != 1 {
+        for (q, row) in scratch.chunks(n_in).enumerate() {
+            let [_, ob] = flat_offset(&outer, q);
+            for (c, &v) in row.iter().enumerate() {
+                out[(ob + c as isize * os_in) as usize] = v;
+            }
+        }
+    }
+}
+
+/// For each position of the axes other than `axis`, the index along `axis` of the first element
+/// no later element beats (`better(a, b)`: `a` beats `b`). `out` is row-major over the other
+/// axes; `axis` must not be empty.
+pub fn arg_reduce<T: ReduceElem, F>(out: &mut [u32], x: View<'_, T>, axis: usize, better: F)
+where
+    F: Fn(T::Wide, T::Wide) -> bool + Sync + Copy,
+{
+    let (n, sa) = (x.shape[axis], x.strides[axis]);
+    let (mut shape, mut strides) = (x.shape.to_vec(), x.strides.to_vec());
+    shape.remove(axis);
+    strides.remove(axis);
+    let outs = Rows::new(&shape, [&strides], [x.offset]);
+    let (kn, [ks]) = (outs.inner_len, outs.inner_strides);
+    let at = |o: isize| x.data[o as usize].wide();
+    // The best (value, index) among indices `s..e` of the axis from `base`.
+    let best_in = |base: isize, s: usize, e: usize| {
+        let (mut best, mut bi) = (at(base + s as isize * sa), s);
+        for i in s + 1..e {
+            let v = at(base + i as isize * sa);
+            if better(v, best) {
+                (best, bi) = (v, i);
+            }
+        }
+        (best, bi)
+    };
+    if out.is_empty() || n == 0 {
+        return;
+    }
+    if kn > 1 && ks.unsigned_abs() < sa.unsigned_abs() {
+        // Columns: a tile of neighbouring outputs advances along the axis together.
+        let fill_tile = |q: usize, c0: usize, seg: &mut [u32]| {
+            let [ro] = outs.offsets(q);
+            let base = ro + c0 as isize * ks;
+            let mut best: Vec<T::Wide> =
+                (0..seg.len()).map(|c| at(base + c as isize * ks)).collect();
+            seg.fill(0);
+            for i in 1..n {
+                let off = base + i as isize * sa;
+                for (c, (b, o)) in best.iter_mut().zip(seg.iter_mut()).enumerate() {
+                    let v = at(off + c as isize * ks);
+                    if better(v, *b) {
+                        (*b, *o) = (v, i as u32);
+                    }
+                }
+            }
+        };
+        if out.len() * n >= PARALLEL_THRESHOLD {
+            out.par_chunks_mut(kn).enumerate().for_each(|(q, row)| {
+                row.par_chunks_mut(TILE).enumerate().for_each(|(t, s)| fill_tile(q, t * TILE, s))
+            });
+        } else {
+            for (q, row) in out.chunks_mut(kn).enumerate() {
+                for (t, seg) in row.chunks_mut(TILE).enumerate() {
+                    fill_tile(q, t * TILE, seg);
+                }
+            }
+        }
+        return;
+    }
+    let fill = |k0: usize, chunk: &mut [u32]| {
+        for (k, o) in chunk.iter_mut().enumerate() {
+            let [base] = flat_offset(&outs, k0 + k);
+            *o = best_in(base, 0, n).1 as u32;
+        }
+    };
+    match Split::choose(out.len(), out.len() * n) {
+        Split::Serial => fill(0, out),
+        Split::Across => {
+            let per = (PARALLEL_THRESHOLD / 4).div_ceil(n).max(1);
+            out.par_chunks_mut(per).enumerate().for_each(|(t, c)| fill(t * per, c));
+        }
+        Split::Inside => {
+            let per = n.div_ceil(64).max(PARALLEL_THRESHOLD / 4);
+            for (k, o) in out.iter_mut().enumerate() {
+                let [base] = flat_offset(&outs, k);
+                let pieces: Vec<(T::Wide, usize)> = (0..n)
+                    .step_by(per)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|s| best_in(base, s, (s + per).min(n)))
+                    .collect();
+                // In index order, a later piece wins only by beating the best so far.
+                let mut it = pieces.into_iter();
+                let first = it.next().expect("the axis is not empty");
+                let (_, bi) = it.fold(first, |a, b| if better(b.0, a.0) { b } else { a });
+                *o = bi as u32;
+            }
+        }
+    }
+}
+
+/// `better` for argmax: larger, or the first NaN (NumPy's rule).
+#[inline(always)]
+pub fn beats_max<W: Scalar>(a: W, b: W) -> bool {
+    a > b || (a.is_nan() && !b.is_nan())
+}
+
+/// `better` for argmin: smaller, or the first NaN.
+#[inline(always)]
+pub fn beats_min<W: Scalar>(a: W, b: W) -> bool {
+    a < b || (a.is_nan() && !b.is_nan())
+}
