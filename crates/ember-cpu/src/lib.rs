@@ -1,6 +1,7 @@
 //! ember's CPU kernels. They know nothing of graphs or arrays: each takes typed slices with a
 //! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
 
+pub mod gemm_bf16;
 pub mod matmul;
 pub mod scalar;
 pub mod strided;

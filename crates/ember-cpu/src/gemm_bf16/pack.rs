@@ -1,0 +1,121 @@
+//! Packing of bf16 operands into the pair-interleaved panels that `vdpbf16ps` consumes.
+//!
+//! `vdpbf16ps` multiplies 32-bit lanes holding two bf16 values (consecutive k) and adds both
+//! products into one f32 lane. So both packed operands store *pairs*: the low half of a `u32`
+//! is the element at an even k, the high half the next k (zero past the end, which makes odd k
+//! harmless). A panel is a run of `kp = ceil(kc / 2)` pair steps; at each step it holds `w`
+//! pairs, one per row (A panels, `w = MR`) or per column (B panels, `w = NR`), zero past the
+//! matrix edge, so the microkernel always reads whole tiles. Packing absorbs any strides.
+
+use crate::matmul::MatRef;
+use half::bf16;
+use std::ops::Range;
+
+/// A bf16 matrix as raw bits plus its strides; `at(i, j)` reads element `(i, j)`.
+#[derive(Clone, Copy)]
+pub(super) struct Bits<'a> {
+    data: &'a [u16],
+    offset: isize,
+    rs: isize,
+    cs: isize,
+}
+
+impl<'a> Bits<'a> {
+    pub(super) fn new(x: MatRef<'a, bf16>) -> Self {
+        let data: &[u16] = bytemuck::cast_slice(x.data);
+        Bits { data, offset: x.offset as isize, rs: x.row_stride, cs: x.col_stride }
+    }
+
+    /// The transposed matrix (same memory).
+    pub(super) fn t(self) -> Self {
+        Bits { rs: self.cs, cs: self.rs, ..self }
+    }
+
+    fn at(&self, i: usize, j: usize) -> u16 {
+        self.data[(self.offset + i as isize * self.rs + j as isize * self.cs) as usize]
+    }
+
+    /// Row `i`, columns `cols`, as a slice when the columns are contiguous.
+    fn row(&self, i: usize, cols: &Range<usize>) -> Option<&'a [u16]> {
+        if self.cs != 1 || cols.is_empty() {
+            return None;
+        }
+        let start = (self.offset + i as isize * self.rs) as usize + cols.start;
+        Some(&self.data[start..start + cols.len()])
+    }
+}
+
+fn pair(lo: u16, hi: u16) -> u32 {
+    lo as u32 | (hi as u32) << 16
+}
+
+/// Packs rows `rows` x k-range `ks` of `x` into panels of `w` rows each: panel `p` covers rows
+/// `rows.start + p*w ..`, step `s` of it holds `w` pairs `x[row, ks.start + 2s .. +2]`.
+/// `dst` must hold `ceil(rows / w) * w * ceil(ks / 2)` pairs.
+///
+/// Used for A (rows of A) and for B (rows of B^T, i.e. columns of B).
+#[inline(always)]
+pub(super) fn pack_pairs(dst: &mut [u32], x: Bits, rows: Range<usize>, ks: Range<usize>, w: usize) {
+    let kp = ks.len().div_ceil(2);
+    let dst = &mut dst[..rows.len().div_ceil(w) * w * kp];
+    if x.rs == 1 {
+        return pack_across(dst, x, rows, ks, w);
+    }
+    for (panel, r0) in dst.chunks_exact_mut(w * kp).zip(rows.clone().step_by(w)) {
+        let live = w.min(rows.end - r0);
+        for i in 0..w {
+            let lane = panel[i..].iter_mut().step_by(w);
+            if i < live {
+                pack_along(lane, x, r0 + i, ks.clone());
+            } else {
+                lane.for_each(|d| *d = 0);
+            }
+        }
+    }
+}
+
+/// `pack_pairs` when rows are adjacent in memory (unit row stride): each step interleaves two
+/// contiguous runs, one per k, across all panels, so reads go along memory.
+#[inline(always)]
+fn pack_across(dst: &mut [u32], x: Bits, rows: Range<usize>, ks: Range<usize>, w: usize) {
+    let kp = ks.len().div_ceil(2);
+    let run = |k: usize| {
+        let start = (x.offset + rows.start as isize + k as isize * x.cs) as usize;
+        &x.data[start..start + rows.len()]
+    };
+    for (s, k0) in ks.clone().step_by(2).enumerate() {
+        let lo = run(k0);
+        let hi = (k0 + 1 < ks.end).then(|| run(k0 + 1));
+        for (p, panel) in dst.chunks_exact_mut(w * kp).enumerate() {
+            let step = &mut panel[s * w..][..w];
+            let lo = &lo[p * w..lo.len().min((p + 1) * w)];
+            let (d, pad) = step.split_at_mut(lo.len());
+            match hi {
+                Some(hi) => {
+                    let hi = &hi[p * w..][..lo.len()];
+                    d.iter_mut().zip(lo.iter().zip(hi)).for_each(|(d, (&l, &h))| *d = pair(l, h))
+                }
+                None => d.iter_mut().zip(lo).for_each(|(d, &l)| *d = pair(l, 0)),
+            }
+            pad.fill(0);
+        }
+    }
+}
+
+/// The pairs of row `r` over `ks`, one per step, into `lane`.
+#[inline(always)]
+fn pack_along<'d>(lane: impl Iterator<Item = &'d mut u32>, x: Bits, r: usize, ks: Range<usize>) {
+    if let Some(src) = x.row(r, &ks) {
+        // Contiguous k: pairs are adjacent elements.
+        let (pairs, tail) = src.split_at(ks.len() / 2 * 2);
+        let tail = tail.first().map(|&lo| pair(lo, 0));
+        let vals = pairs.chunks_exact(2).map(|p| pair(p[0], p[1])).chain(tail);
+        lane.zip(vals).for_each(|(d, v)| *d = v);
+    } else {
+        for (s, d) in lane.enumerate() {
+            let k0 = ks.start + 2 * s;
+            let hi = if k0 + 1 < ks.end { x.at(r, k0 + 1) } else { 0 };
+            *d = pair(x.at(r, k0), hi);
+        }
+    }
+}
