@@ -131,7 +131,8 @@ unsafe fn microkernel(
     }
 }
 
-trait IntoBh {
+/// Reinterprets integer vectors as bf16 vectors.
+pub(super) trait IntoBh {
     fn into_bh(self) -> __m512bh;
 }
 
@@ -147,13 +148,13 @@ impl IntoBh for __m512i {
 /// can use aligned loads.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Line([u32; 16]);
+pub(super) struct Line([u32; 16]);
 
 /// Per-thread buffers reused across calls: packed A block, packed B block, f32 C tile.
 #[derive(Default)]
-struct Scratch {
-    a: Vec<Line>,
-    b: Vec<Line>,
+pub(super) struct Scratch {
+    pub(super) a: Vec<Line>,
+    pub(super) b: Vec<Line>,
     c: Vec<f32>,
 }
 
@@ -161,8 +162,13 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
+/// Runs `f` with this thread's scratch buffers (`f` must not re-enter it).
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
+}
+
 /// The first `n` pairs of `buf`, grown as needed; starts 64-byte aligned.
-fn pairs(buf: &mut Vec<Line>, n: usize) -> &mut [u32] {
+pub(super) fn pairs(buf: &mut Vec<Line>, n: usize) -> &mut [u32] {
     let lines = n.div_ceil(16);
     if buf.len() < lines {
         buf.resize(lines, Line([0; 16]));
@@ -186,7 +192,7 @@ pub(super) unsafe fn block(
     out: OutPtr,
     ld: usize,
 ) {
-    SCRATCH.with_borrow_mut(|s| {
+    with_scratch(|s| {
         // SAFETY: forwarded from this function's contract.
         unsafe { block_in(s, a, b, k, rows, cols, out, ld) }
     })

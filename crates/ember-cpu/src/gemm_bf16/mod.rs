@@ -7,6 +7,8 @@
 #[cfg(target_arch = "x86_64")]
 mod kernel;
 mod pack;
+#[cfg(target_arch = "x86_64")]
+mod skinny;
 
 use crate::matmul::{Gemm, MatRef};
 use half::bf16;
@@ -115,6 +117,10 @@ fn packed(out: Out, a: MatRef<bf16>, b: MatRef<bf16>, m: usize, n: usize, k: usi
         return;
     }
     let (a, b) = (pack::Bits::new(a), pack::Bits::new(b));
+    // SAFETY: as for `kernel::block` below, for the whole output.
+    if unsafe { skinny::skinny(ptr, a, b, m, n, k) } {
+        return;
+    }
     let threads = rayon::current_num_threads();
     let parts = if m * n * k >= PARALLEL_WORK { threads } else { 1 };
     let (mt, nt) = (m.div_ceil(MR), n.div_ceil(NR));

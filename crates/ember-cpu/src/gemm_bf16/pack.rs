@@ -14,10 +14,10 @@ use std::ops::Range;
 /// A bf16 matrix as raw bits plus its strides; `at(i, j)` reads element `(i, j)`.
 #[derive(Clone, Copy)]
 pub(super) struct Bits<'a> {
-    data: &'a [u16],
-    offset: isize,
-    rs: isize,
-    cs: isize,
+    pub(super) data: &'a [u16],
+    pub(super) offset: isize,
+    pub(super) rs: isize,
+    pub(super) cs: isize,
 }
 
 impl<'a> Bits<'a> {
@@ -31,12 +31,12 @@ impl<'a> Bits<'a> {
         Bits { rs: self.cs, cs: self.rs, ..self }
     }
 
-    fn at(&self, i: usize, j: usize) -> u16 {
+    pub(super) fn at(&self, i: usize, j: usize) -> u16 {
         self.data[(self.offset + i as isize * self.rs + j as isize * self.cs) as usize]
     }
 
     /// Row `i`, columns `cols`, as a slice when the columns are contiguous.
-    fn row(&self, i: usize, cols: &Range<usize>) -> Option<&'a [u16]> {
+    pub(super) fn row(&self, i: usize, cols: &Range<usize>) -> Option<&'a [u16]> {
         if self.cs != 1 || cols.is_empty() {
             return None;
         }
@@ -44,6 +44,9 @@ impl<'a> Bits<'a> {
         Some(&self.data[start..start + cols.len()])
     }
 }
+
+/// Pair steps packed per pass over a panel's rows (one 64-byte line of each row).
+const STEPS: usize = 16;
 
 fn pair(lo: u16, hi: u16) -> u32 {
     lo as u32 | (hi as u32) << 16
@@ -63,12 +66,18 @@ pub(super) fn pack_pairs(dst: &mut [u32], x: Bits, rows: Range<usize>, ks: Range
     }
     for (panel, r0) in dst.chunks_exact_mut(w * kp).zip(rows.clone().step_by(w)) {
         let live = w.min(rows.end - r0);
-        for i in 0..w {
-            let lane = panel[i..].iter_mut().step_by(w);
-            if i < live {
-                pack_along(lane, x, r0 + i, ks.clone());
-            } else {
-                lane.for_each(|d| *d = 0);
+        // A few steps at a time, so the panel lines being filled stay in L1 while each row
+        // contributes its next run of pairs.
+        for s0 in (0..kp).step_by(STEPS) {
+            let ks = ks.start + 2 * s0..(ks.start + 2 * (s0 + STEPS)).min(ks.end);
+            let steps = &mut panel[s0 * w..(s0 + STEPS).min(kp) * w];
+            for i in 0..w {
+                let lane = steps[i..].iter_mut().step_by(w);
+                if i < live {
+                    pack_along(lane, x, r0 + i, ks.clone());
+                } else {
+                    lane.for_each(|d| *d = 0);
+                }
             }
         }
     }

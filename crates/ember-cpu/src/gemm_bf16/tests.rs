@@ -116,11 +116,16 @@ fn check(path: Path, m: usize, n: usize, k: usize, la: Layout, lb: Layout) {
 const LAYOUTS: [Layout; 3] = [Layout::RowMajor, Layout::ColMajor, Layout::Strided];
 
 fn every_edge_size(path: Path) {
-    use Layout::RowMajor as R;
+    use Layout::{ColMajor as C, RowMajor as R, Strided as S};
+    // With both m and n past the skinny limit (64) products are packed; skinny ones read the
+    // big operand in place unless it has no unit stride (S), which forces packing too.
     for s in 1..=67 {
-        check(path, s, 37, 45, R, R);
-        check(path, 29, s, 51, R, R);
-        check(path, 31, 47, s, R, R);
+        check(path, s, 97, 45, R, R);
+        check(path, s, 37, 45, R, S);
+        check(path, 93, s, 51, R, R);
+        check(path, 29, s, 51, R, S);
+        check(path, 71, 83, s, R, R);
+        check(path, 3, 83, s, R, C);
     }
 }
 
@@ -158,7 +163,22 @@ fn widened_transposed_and_strided_operands() {
 fn gemv_shapes() {
     for la in LAYOUTS {
         for lb in LAYOUTS {
-            for (m, n, k) in [(1, 300, 257), (300, 1, 257), (1, 1, 1000), (2, 129, 64)] {
+            // Skinny shapes (few rows or few columns, several row groups, split across
+            // threads) and the first shapes past them.
+            for (m, n, k) in [
+                (1, 300, 257),
+                (300, 1, 257),
+                (1, 1, 1000),
+                (2, 129, 64),
+                (7, 150, 77),
+                (12, 400, 301),
+                (130, 16, 33),
+                (16, 70, 9),
+                (64, 70, 300),
+                (65, 70, 9),
+                (130, 64, 40),
+                (130, 65, 40),
+            ] {
                 check(Path::Public, m, n, k, la, lb);
             }
         }
