@@ -1,11 +1,12 @@
 //! The AVX512-BF16 path: an `MR x NR` register-blocked microkernel built on `vdpbf16ps`, and
 //! the cache-blocked loops that feed it packed panels (see `pack`).
 //!
-//! Loop order for one thread's block of C: column blocks of `NC` (B packed once for all k and
-//! kept in L2/L3) -> row blocks of `MC` -> k blocks of `KC` (A packed, in L2) -> `NR`-wide B
-//! panels (in L1) -> `MR`-tall A panels. The `MC x NC` tile of C stays in cache across the k
-//! blocks: partial sums go to an f32 scratch tile, and only the last k block writes the output
-//! (as f32 or rounded to bf16).
+//! Loop order for one thread's block of C: column blocks of up to `NC` (B packed once for all
+//! k, in L3) -> row blocks of `MC` -> k blocks of `KC` (A packed, in L2) -> `NR`-wide B panels
+//! (in L2, reused by every A panel of the block) -> `MR`-tall A panels. `KC` is long: the
+//! kernel streams both panels from L2 at full speed, and long k blocks make the per-tile cost
+//! of loading and storing C small. When k spans several blocks, partial sums go to an f32
+//! scratch tile and only the last k block writes the output (as f32 or rounded to bf16).
 
 use super::pack::{pack_pairs, Bits};
 use super::OutPtr;
@@ -25,7 +26,9 @@ const KC: usize = 2048;
 /// Rows of C per A block.
 const MC: usize = 8 * MR;
 /// Most columns per packed B block.
-const NC: usize = 32 * NR;
+const NC: usize = 64 * NR;
+/// Most bf16 values in a packed B block (k x block columns): 16 MiB.
+const B_BLOCK: usize = 8 << 20;
 /// Row stride of the f32 partial-sum tile: not a power of two, so its rows spread over cache
 /// sets (a power-of-two stride makes the tile's rows evict each other).
 const CLD: usize = NC + 16;
@@ -216,8 +219,10 @@ unsafe fn block_in(
     if k > KC && cbuf.len() < MC * CLD {
         cbuf.resize(MC * CLD, 0.0);
     }
-    for jc in cols.clone().step_by(NC) {
-        let jcols = jc..(jc + NC).min(cols.end);
+    // Column blocks as wide as NC, narrower when k is so long that B would not fit B_BLOCK.
+    let nc = (B_BLOCK / k / NR).clamp(1, NC / NR) * NR;
+    for jc in cols.clone().step_by(nc) {
+        let jcols = jc..(jc + nc).min(cols.end);
         let bp = pairs(bbuf, jcols.len().div_ceil(NR) * NR * kp_all);
         pack_pairs(bp, b.t(), jcols.clone(), 0..k, NR);
         for ic in rows.clone().step_by(MC) {
