@@ -241,3 +241,24 @@ fn short_output_is_refused() {
     let mut out = vec![bf16::ZERO; 3];
     matmul_bf16(&mut out, MatRef::dense(&a, 3), MatRef::dense(&a, 2), 2, 2, 3);
 }
+
+#[test]
+fn long_k_narrows_column_blocks_exactly() {
+    // k so long that packed B blocks get narrower than the columns of a thread, over several
+    // k blocks. Small integer entries keep every partial sum exact in f32.
+    let (m, n, k) = (66, 200, 66_000);
+    // Entries 0, 1 or 2 from a hash of the flat index (no column pattern repeats).
+    let small = |x: usize| {
+        bf16::from_f32(((x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as f32 % 3.0)
+    };
+    let a: Vec<bf16> = (0..m * k).map(small).collect();
+    let b: Vec<bf16> = (0..k * n).map(|x| small(x + m * k)).collect();
+    let (exact, _) = reference(&a, &b, m, n, k);
+    let (va, vb) = (MatRef::dense(&a, k), MatRef::dense(&b, n));
+    let mut o32 = vec![f32::NAN; m * n];
+    matmul_bf16_f32(&mut o32, va, vb, m, n, k);
+    assert!(o32.iter().zip(&exact).all(|(&g, &e)| g as f64 == e));
+    let mut o16 = vec![bf16::NAN; m * n];
+    matmul_bf16(&mut o16, va, vb, m, n, k);
+    assert!(o16.iter().zip(&exact).all(|(&g, &e)| g == bf16::from_f64(e)));
+}
