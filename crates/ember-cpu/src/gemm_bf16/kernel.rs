@@ -118,7 +118,8 @@ unsafe fn microkernel(
                     unsafe { _mm512_maskz_loadu_ps(masks[v], acc_in.add(i * acc_ld + 16 * v)) };
                 *c = _mm512_add_ps(*c, old);
             }
-            // SAFETY: row i < mr of `dst`, lanes masked to the first nr columns.
+            // SAFETY: row i < mr of `dst`, lanes masked to the first nr columns; the bf16
+            // vector is reinterpreted as integers of the same size.
             unsafe {
                 match dst {
                     Dst::F32 { ptr, ld } => {
@@ -244,9 +245,8 @@ unsafe fn block_in(
                         let at = i0 * ld + j0;
                         let dst = match out {
                             _ if !last => Dst::F32 { ptr: tile, ld: CLD },
-                            // SAFETY: (i0, j0) lies in the block, inside `out`.
-                            OutPtr::F32(p) => Dst::F32 { ptr: p.add(at), ld },
-                            OutPtr::Bf16(p) => Dst::Bf16 { ptr: p.add(at), ld },
+                            OutPtr::F32(p) => Dst::F32 { ptr: p.wrapping_add(at), ld },
+                            OutPtr::Bf16(p) => Dst::Bf16 { ptr: p.wrapping_add(at), ld },
                         };
                         let acc_in = if first { std::ptr::null() } else { tile as *const f32 };
                         // SAFETY: the panels hold kp steps (slices above; B panels start on

@@ -1,11 +1,14 @@
 //! bf16 matrix products: bf16 inputs, f32 accumulation, bf16 or f32 output.
 //!
-//! On x86-64 CPUs with AVX512-BF16 the product runs on a packed, cache-blocked `vdpbf16ps`
-//! kernel (`kernel`, `pack`), split over the rayon pool; elsewhere it widens the operands to
-//! f32 and uses the f32 GEMM (`widened`).
+//! On x86-64 CPUs with AVX512-BF16 (checked at run time) products run on `vdpbf16ps`, split
+//! over the rayon pool: skinny ones (few rows or columns) read the big operand in place
+//! (`skinny`), the rest go through packed, cache-blocked panels (`pack`, `kernel`). Like the
+//! instructions, these paths treat subnormal inputs and results as zero. Elsewhere products
+//! widen the operands to f32 and use the f32 GEMM (`widened`).
 
 #[cfg(target_arch = "x86_64")]
 mod kernel;
+#[cfg(target_arch = "x86_64")]
 mod pack;
 #[cfg(target_arch = "x86_64")]
 mod skinny;
@@ -87,22 +90,27 @@ fn widen(x: MatRef<bf16>, rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// The output's base pointer, shared by the threads that each write one block of it.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 enum OutPtr {
     F32(*mut f32),
     Bf16(*mut u16),
 }
 
-// SAFETY: an `OutPtr` is only dereferenced inside `kernel::block`, whose callers hand each
-// thread a disjoint block of the output, borrowed mutably for the whole parallel call.
+// SAFETY: an `OutPtr` is only dereferenced by `kernel::block` and the `skinny` kernels, whose
+// callers give each thread a disjoint part of the output, borrowed mutably for the whole call.
+#[cfg(target_arch = "x86_64")]
 unsafe impl Send for OutPtr {}
-// SAFETY: as for `Send`: threads share the pointer but write disjoint blocks.
+// SAFETY: as for `Send`: threads share the pointer but write disjoint parts.
+#[cfg(target_arch = "x86_64")]
 unsafe impl Sync for OutPtr {}
 
 /// Products below this many multiply-adds run on one thread.
+#[cfg(target_arch = "x86_64")]
 const PARALLEL_WORK: usize = 1 << 20;
 
-/// The AVX512-BF16 path: C split into one block per rayon thread along its longer side.
+/// The AVX512-BF16 path: skinny products in place; otherwise C split into one block per
+/// rayon thread along its longer side, each packed and multiplied by `kernel::block`.
 #[cfg(target_arch = "x86_64")]
 fn packed(out: Out, a: MatRef<bf16>, b: MatRef<bf16>, m: usize, n: usize, k: usize) {
     use kernel::{MR, NR};
