@@ -9,6 +9,7 @@
 
 use crate::matmul::MatRef;
 use half::bf16;
+use std::arch::x86_64::*;
 use std::ops::Range;
 
 /// A bf16 matrix as raw bits plus its strides; `at(i, j)` reads element `(i, j)`.
@@ -57,18 +58,24 @@ fn pair(lo: u16, hi: u16) -> u32 {
 /// `dst` must hold `ceil(rows / w) * w * ceil(ks / 2)` pairs.
 ///
 /// Used for A (rows of A) and for B (rows of B^T, i.e. columns of B).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub(super) fn pack_pairs(dst: &mut [u32], x: Bits, rows: Range<usize>, ks: Range<usize>, w: usize) {
     let kp = ks.len().div_ceil(2);
     let dst = &mut dst[..rows.len().div_ceil(w) * w * kp];
     if x.rs == 1 {
         return pack_across(dst, x, rows, ks, w);
     }
+    // Contiguous rows: whole runs of 16 steps (32 k values) go through a SIMD transpose.
+    let fast = if x.cs == 1 { ks.len() / 32 * 16 } else { 0 };
     for (panel, r0) in dst.chunks_exact_mut(w * kp).zip(rows.clone().step_by(w)) {
         let live = w.min(rows.end - r0);
-        // A few steps at a time, so the panel lines being filled stay in L1 while each row
-        // contributes its next run of pairs.
-        for s0 in (0..kp).step_by(STEPS) {
+        for s0 in (0..fast).step_by(16) {
+            transpose_steps(&mut panel[s0 * w..(s0 + 16) * w], x, r0..r0 + live, ks.start + 2 * s0);
+        }
+        // The rest a few steps at a time, so the panel lines being filled stay in L1 while
+        // each row contributes its next run of pairs.
+        for s0 in (fast..kp).step_by(STEPS) {
             let ks = ks.start + 2 * s0..(ks.start + 2 * (s0 + STEPS)).min(ks.end);
             let steps = &mut panel[s0 * w..(s0 + STEPS).min(kp) * w];
             for i in 0..w {
@@ -81,6 +88,74 @@ pub(super) fn pack_pairs(dst: &mut [u32], x: Bits, rows: Range<usize>, ks: Range
             }
         }
     }
+}
+
+/// Fills 16 steps (`steps`, `16 * w` pairs) of a panel from rows `rows` (at most `w` of them,
+/// zero beyond) with unit column stride, k values `k0..k0 + 32`: each group of 16 rows is
+/// loaded as 16 pairs per row and transposed to 16 pairs per step.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn transpose_steps(steps: &mut [u32], x: Bits, rows: Range<usize>, k0: usize) {
+    let w = steps.len() / 16;
+    for g in (0..w).step_by(16) {
+        let lanes = (w - g).min(16);
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            if let Some(run) = rows.clone().nth(g + i).and_then(|row| x.row(row, &(k0..k0 + 32))) {
+                // SAFETY: `run` holds 32 bf16 values, the 64 bytes loaded.
+                *v = unsafe { _mm512_loadu_si512(run.as_ptr() as *const _) };
+            }
+        }
+        let t = transpose16(r);
+        let mask = ((1u32 << lanes) - 1) as u16;
+        for (s, v) in t.iter().enumerate() {
+            let d = &mut steps[s * w + g..][..lanes];
+            // SAFETY: `d` holds the `lanes` u32 the mask writes.
+            unsafe { _mm512_mask_storeu_epi32(d.as_mut_ptr() as *mut _, mask, *v) }
+        }
+    }
+}
+
+/// Transposes a 16 x 16 matrix of u32 held as 16 row vectors.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    // Interleave pairs of rows, then pairs of pairs: afterwards, 128-bit lane L of t2[4q + c]
+    // holds column 4L + c of rows 4q..4q + 4.
+    let t1: [__m512i; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        let pick = i % 2 == 0;
+        let (lo, hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+        if pick {
+            lo
+        } else {
+            hi
+        }
+    });
+    let t2: [__m512i; 16] = std::array::from_fn(|i| {
+        // i = 4q + c: rows 4q..4q+4, column c of each 128-bit lane.
+        let (q, c) = (i / 4, i % 4);
+        let (a, b) = (t1[4 * q + c / 2], t1[4 * q + 2 + c / 2]);
+        if c % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    // Gather the 128-bit lanes: column 4L + c comes from lane L of t2[c], t2[4 + c],
+    // t2[8 + c], t2[12 + c].
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let v02 = _mm512_shuffle_i32x4::<0x88>(t2[c], t2[4 + c]);
+        let v13 = _mm512_shuffle_i32x4::<0xDD>(t2[c], t2[4 + c]);
+        let w02 = _mm512_shuffle_i32x4::<0x88>(t2[8 + c], t2[12 + c]);
+        let w13 = _mm512_shuffle_i32x4::<0xDD>(t2[8 + c], t2[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(v02, w02);
+        out[8 + c] = _mm512_shuffle_i32x4::<0xDD>(v02, w02);
+        out[4 + c] = _mm512_shuffle_i32x4::<0x88>(v13, w13);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xDD>(v13, w13);
+    }
+    out
 }
 
 /// `pack_pairs` when rows are adjacent in memory (unit row stride): each step interleaves two
