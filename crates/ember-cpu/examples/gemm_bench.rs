@@ -1,7 +1,8 @@
 //! GEMM throughput: bf16 (`gemm_bf16`, bf16 and f32 output) against f32 (`gemm` crate), square
 //! sizes, on rayon pools of 1 and 2 threads. Prints best and median wall-clock GFLOP/s over
-//! several timed runs after a warm-up, and the median rate per CPU-second the pool's threads
-//! actually got ("cpu"), which stays meaningful when other processes share the cores.
+//! several timed runs after a warm-up, and "cpu": the median rate per CPU-second the pool's
+//! threads actually got, times the thread count, i.e. the speed had each thread owned a core.
+//! It stays meaningful when other processes share the cores (idle spinning counts as used).
 //!
 //! `cargo run --release -p ember-cpu --example gemm_bench [sizes...]` (default 256 1024 2048 4096).
 

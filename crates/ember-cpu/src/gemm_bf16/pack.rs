@@ -5,7 +5,9 @@
 //! is the element at an even k, the high half the next k (zero past the end, which makes odd k
 //! harmless). A panel is a run of `kp = ceil(kc / 2)` pair steps; at each step it holds `w`
 //! pairs, one per row (A panels, `w = MR`) or per column (B panels, `w = NR`), zero past the
-//! matrix edge, so the microkernel always reads whole tiles. Packing absorbs any strides.
+//! matrix edge, so the microkernel always reads whole tiles. Packing absorbs any strides;
+//! the common layouts have fast paths (a 16 x 16 SIMD transpose for rows contiguous along k,
+//! interleaved runs for columns contiguous across rows).
 
 use crate::matmul::MatRef;
 use half::bf16;
@@ -22,6 +24,7 @@ pub(super) struct Bits<'a> {
 }
 
 impl<'a> Bits<'a> {
+    /// The bits of a bf16 view.
     pub(super) fn new(x: MatRef<'a, bf16>) -> Self {
         let data: &[u16] = bytemuck::cast_slice(x.data);
         Bits { data, offset: x.offset as isize, rs: x.row_stride, cs: x.col_stride }
@@ -32,6 +35,7 @@ impl<'a> Bits<'a> {
         Bits { rs: self.cs, cs: self.rs, ..self }
     }
 
+    /// Element `(i, j)`.
     pub(super) fn at(&self, i: usize, j: usize) -> u16 {
         self.data[(self.offset + i as isize * self.rs + j as isize * self.cs) as usize]
     }
