@@ -27,6 +27,10 @@ const KC: usize = 2048;
 const MC: usize = 8 * MR;
 /// Most columns per packed B block.
 const NC: usize = 64 * NR;
+/// Most bf16 values of A (rows x k) packed all at once, for narrow B blocks: 4 MiB.
+const A_ONCE: usize = 2 << 20;
+/// Columns per packed B block when A is packed all at once.
+const SINGLE_NC: usize = 8 * NR;
 /// Most bf16 values in a packed B block (k x block columns): 16 MiB.
 const B_BLOCK: usize = 8 << 20;
 /// Row stride of the f32 partial-sum tile: not a power of two, so its rows spread over cache
@@ -225,8 +229,17 @@ unsafe fn block_in(
     if k > KC && cbuf.len() < MC * CLD {
         cbuf.resize(MC * CLD, 0.0);
     }
-    // Column blocks as wide as NC, narrower when k is so long that B would not fit B_BLOCK.
-    let nc = (B_BLOCK / k / NR).clamp(1, NC / NR) * NR;
+    // When A is small, it is packed once, for all rows and k, and B in narrow column blocks
+    // that are used while still in cache. Otherwise column blocks are as wide as NC (narrower
+    // when k is so long that B would not fit B_BLOCK) and A is packed per row and k block.
+    let single = rows.len() * k <= A_ONCE;
+    let a_all = rows.len().div_ceil(MR) * MR * kp_all;
+    let nc = if single {
+        pack_pairs(pairs(abuf, a_all), a, rows.clone(), 0..k, MR);
+        SINGLE_NC
+    } else {
+        (B_BLOCK / k / NR).clamp(1, NC / NR) * NR
+    };
     for jc in cols.clone().step_by(nc) {
         let jcols = jc..(jc + nc).min(cols.end);
         let bp = pairs(bbuf, jcols.len().div_ceil(NR) * NR * kp_all);
@@ -236,8 +249,15 @@ unsafe fn block_in(
             for pc in (0..k).step_by(KC) {
                 let ks = pc..(pc + KC).min(k);
                 let kp = ks.len().div_ceil(2);
-                let ap = pairs(abuf, irows.len().div_ceil(MR) * MR * kp);
-                pack_pairs(ap, a, irows.clone(), ks.clone(), MR);
+                // A panels hold `a_steps` steps; this k block starts at step `a_off`.
+                let (ap, a_steps, a_off): (&[u32], _, _) = if single {
+                    let first_panel = (ic - rows.start) / MR * MR * kp_all;
+                    (&pairs(abuf, a_all)[first_panel..], kp_all, pc / 2)
+                } else {
+                    let ap = pairs(abuf, irows.len().div_ceil(MR) * MR * kp);
+                    pack_pairs(ap, a, irows.clone(), ks.clone(), MR);
+                    (ap, kp, 0)
+                };
                 let (first, last) = (pc == 0, ks.end == k);
                 let panels = jcols.len().div_ceil(NR);
                 for (jp, j0) in jcols.clone().step_by(NR).enumerate() {
@@ -247,7 +267,7 @@ unsafe fn block_in(
                     let next = &bp[((jp + 1) % panels * kp_all + pc / 2) * NR..];
                     let nr = NR.min(jcols.end - j0);
                     for (ip, i0) in irows.clone().step_by(MR).enumerate() {
-                        let apanel = &ap[ip * MR * kp..][..kp * MR];
+                        let apanel = &ap[(ip * a_steps + a_off) * MR..][..kp * MR];
                         let mr = MR.min(irows.end - i0);
                         // Partial sums over k blocks live in this tile's spot of `cbuf`.
                         let tile = cbuf.as_mut_ptr().wrapping_add((i0 - ic) * CLD + (j0 - jc));

@@ -52,6 +52,10 @@ impl<'a> Bits<'a> {
 
 /// Pair steps packed per pass over a panel's rows (one 64-byte line of each row).
 const STEPS: usize = 16;
+/// How many lines (transposes) or steps (interleaves) ahead packing prefetches its source.
+const AHEAD: usize = 4;
+/// Row runs up to this many elements are prefetched by hand when interleaving.
+const SHORT_RUN: usize = 512;
 
 fn pair(lo: u16, hi: u16) -> u32 {
     lo as u32 | (hi as u32) << 16
@@ -108,6 +112,9 @@ fn transpose_steps(steps: &mut [u32], x: Bits, rows: Range<usize>, k0: usize) {
             if let Some(run) = rows.clone().nth(g + i).and_then(|row| x.row(row, &(k0..k0 + 32))) {
                 // SAFETY: `run` holds 32 bf16 values, the 64 bytes loaded.
                 *v = unsafe { _mm512_loadu_si512(run.as_ptr() as *const _) };
+                // Rows are read a line at a time, too many streams for the hardware
+                // prefetcher: ask for this row's line AHEAD calls from now.
+                _mm_prefetch::<_MM_HINT_T0>(run.as_ptr().wrapping_add(32 * AHEAD) as *const i8);
             }
         }
         let t = transpose16(r);
@@ -164,7 +171,8 @@ fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
 
 /// `pack_pairs` when rows are adjacent in memory (unit row stride): each step interleaves two
 /// contiguous runs, one per k, across all panels, so reads go along memory.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 fn pack_across(dst: &mut [u32], x: Bits, rows: Range<usize>, ks: Range<usize>, w: usize) {
     let kp = ks.len().div_ceil(2);
     let run = |k: usize| {
@@ -174,6 +182,13 @@ fn pack_across(dst: &mut [u32], x: Bits, rows: Range<usize>, ks: Range<usize>, w
     for (s, k0) in ks.clone().step_by(2).enumerate() {
         let lo = run(k0);
         let hi = (k0 + 1 < ks.end).then(|| run(k0 + 1));
+        // Short runs defeat the hardware prefetcher: fetch the rows AHEAD steps down.
+        for d in (0..2).filter(|_| rows.len() <= SHORT_RUN) {
+            let ahead = lo.as_ptr().wrapping_offset((2 * AHEAD + d) as isize * x.cs);
+            for line in (0..rows.len()).step_by(32) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+            }
+        }
         for (p, panel) in dst.chunks_exact_mut(w * kp).enumerate() {
             let step = &mut panel[s * w..][..w];
             let lo = &lo[p * w..lo.len().min((p + 1) * w)];

@@ -199,11 +199,13 @@ fn several_k_blocks_and_odd_k() {
 #[test]
 fn large_blocked_and_parallel_products() {
     use Layout::{ColMajor as C, RowMajor as R};
-    // Wide (split by columns across threads, several column blocks), tall (split by rows,
-    // several row blocks), and square with several k blocks.
+    // Wide (split by columns across threads), tall (split by rows, several row blocks, A
+    // packed at once), several k blocks, and A too big to pack at once (rows x k > 2^21 per
+    // thread) with several row blocks.
     check(Path::Public, 40, 1100, 300, R, R);
-    check(Path::Public, 400, 36, 300, R, C);
+    check(Path::Public, 400, 70, 300, R, C);
     check(Path::Public, 150, 140, 2500, C, R);
+    check(Path::Public, 300, 70, 15000, R, R);
 }
 
 #[test]
