@@ -1,12 +1,15 @@
 //! The AVX512-BF16 path: an `MR x NR` register-blocked microkernel built on `vdpbf16ps`, and
 //! the cache-blocked loops that feed it packed panels (see `pack`).
 //!
-//! Loop order for one thread's block of C: column blocks of up to `NC` (B packed once for all
-//! k, in L3) -> row blocks of `MC` -> k blocks of `KC` (A packed, in L2) -> `NR`-wide B panels
-//! (in L2, reused by every A panel of the block) -> `MR`-tall A panels. `KC` is long: the
-//! kernel streams both panels from L2 at full speed, and long k blocks make the per-tile cost
-//! of loading and storing C small. When k spans several blocks, partial sums go to an f32
-//! scratch tile and only the last k block writes the output (as f32 or rounded to bf16).
+//! Loop order for one thread's block of C: column blocks (B packed once for all k) -> row
+//! blocks of `MC` -> k blocks of `KC` (A packed, in L2) -> `NR`-wide B panels (in L2, reused
+//! by every A panel of the row block; the next one is prefetched meanwhile) -> `MR`-tall A
+//! panels. Small A (up to `A_ONCE` values) is instead packed once up front, and B in narrow
+//! column blocks that stay in cache; large A is packed per row and k block, against wide B
+//! blocks (up to `NC` columns) that amortise the repacking. `KC` is long: the kernel streams
+//! both panels from L2 at full speed, and long k blocks make the per-tile cost of loading and
+//! storing C small. When k spans several blocks, partial sums go to an f32 scratch tile and
+//! only the last k block writes the output (as f32 or rounded to bf16).
 
 use super::pack::{pack_pairs, Bits};
 use super::OutPtr;
