@@ -58,10 +58,7 @@ fn main() -> Result<()> {
     let n = 1 << 24;
     if want("sum_16m") {
         let x = random(&[n], Dtype::Float32)?;
-        // A full reduction through matmul until `sum` lands: x . ones.
-        let ones = ops::ones(&[n], Dtype::Float32)?;
-        ones.eval()?;
-        let r = time(runs, || ops::matmul(&x, &ones)?.eval())?;
+        let r = time(runs, || ops::sum(&x, None, false)?.eval())?;
         let gbs = (n * 4) as f64 / (r.0 * 1e-3) / 1e9;
         report("sum_16m", threads, r, &format!(",\"gb_per_s\":{gbs:.1}"));
     }
@@ -72,6 +69,11 @@ fn main() -> Result<()> {
             ops::maximum(&ops::add(&ops::multiply(&x, &w)?, &b)?, &zero)?.eval()
         })?;
         report("chain_relu_xw_b", threads, r, "");
+    }
+    if want("softmax_rows_4096") {
+        let x = random(&[4096, 4096], Dtype::Float32)?;
+        let r = time(runs, || ops::softmax(&x, Some(&[-1]), false)?.eval())?;
+        report("softmax_rows_4096", threads, r, "");
     }
     if want("transpose_copy_4096") {
         let x = random(&[4096, 4096], Dtype::Float32)?;

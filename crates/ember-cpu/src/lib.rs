@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod conv;
 pub mod fast;
+pub mod gemm_bf16;
 pub mod ggml;
 pub mod index;
 pub mod matmul;

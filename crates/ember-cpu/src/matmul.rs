@@ -1,5 +1,5 @@
-//! Matrix products: one checked entry point over the `gemm` crate for f32/f64/f16, an f32 detour
-//! for bf16, and a plain loop for integer types.
+//! Matrix products: one checked entry point over the `gemm` crate for f32/f64/f16, the bf16
+//! kernels of `gemm_bf16`, and a plain loop for integer types.
 
 use crate::scalar::Scalar;
 use half::{bf16, f16};
@@ -20,7 +20,7 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     /// Panics unless every element of a `rows x cols` matrix lies inside `data`.
-    fn check(&self, rows: usize, cols: usize) {
+    pub(crate) fn check(&self, rows: usize, cols: usize) {
         if rows == 0 || cols == 0 {
             return;
         }
@@ -114,27 +114,9 @@ impl Gemm for f16 {
     }
 }
 
-/// Copies a strided matrix into a dense row-major f32 one.
-fn widen_bf16(x: MatRef<bf16>, rows: usize, cols: usize) -> Vec<f32> {
-    x.check(rows, cols);
-    let mut out = Vec::with_capacity(rows * cols);
-    for i in 0..rows {
-        for j in 0..cols {
-            let at = x.offset as isize + i as isize * x.row_stride + j as isize * x.col_stride;
-            out.push(x.data[at as usize].to_f32());
-        }
-    }
-    out
-}
-
 impl Gemm for bf16 {
     fn matmul(out: &mut [Self], a: MatRef<Self>, b: MatRef<Self>, m: usize, n: usize, k: usize) {
-        let (a32, b32) = (widen_bf16(a, m, k), widen_bf16(b, k, n));
-        let mut o32 = vec![0f32; m * n];
-        f32::matmul(&mut o32, MatRef::dense(&a32, k), MatRef::dense(&b32, n), m, n, k);
-        for (o, v) in out.iter_mut().zip(o32) {
-            *o = bf16::from_f32(v);
-        }
+        crate::gemm_bf16::matmul_bf16(out, a, b, m, n, k)
     }
 }
 
