@@ -191,7 +191,7 @@ fn check_rope(x: &Array, dims: usize, base: Option<f32>, freqs: Option<&Array>) 
         bail!("rope", "input must be a floating type but got {}", x.dtype());
     }
     let d = x.shape()[x.ndim() - 1];
-    if dims == 0 || dims % 2 != 0 || dims > d {
+    if dims == 0 || dims % 2 == 1 || dims > d {
         bail!(
             "rope",
             "dims must be positive, even and at most the last axis of x {:?}, got {}",
