@@ -64,6 +64,11 @@ pub fn conv2d<T: Gemm + FloatElem>(out: &mut [T], x: &[T], w: &[T], s: &Conv2dSh
     if rows == 0 || o == 0 {
         return;
     }
+    if kcg == 0 {
+        // No input channels: every output is an empty sum.
+        out.fill(T::zero());
+        return;
+    }
     if s.groups > 1 && c == s.groups {
         depthwise(out, x, w, s, [oh, ow]);
     } else if s.is_pointwise() {

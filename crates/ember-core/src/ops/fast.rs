@@ -43,13 +43,14 @@ impl Primitive for FastOp {
         if !x.dtype().is_float() {
             bail!(name, "expected a floating point input, got {}", x.dtype());
         }
-        // Parameters share x's dtype, except rope's float32 frequencies and a bool mask.
-        let param_ok = |a: &Array| match self {
+        // Other inputs share x's dtype, except rope's float32 frequencies and a bool mask.
+        let param_ok = |i: usize, a: &Array| match self {
             FastOp::Rope { .. } => a.dtype() == Dtype::Float32,
-            FastOp::Sdpa { .. } => a.dtype() == x.dtype() || a.dtype() == Dtype::Bool,
+            FastOp::Sdpa { .. } if i == 3 => a.dtype() == x.dtype() || a.dtype() == Dtype::Bool,
             _ => a.dtype() == x.dtype(),
         };
-        if let Some(p) = inputs[1..].iter().find(|a| !param_ok(a)) {
+        let mut others = inputs.iter().enumerate().skip(1);
+        if let Some((_, p)) = others.find(|(i, a)| !param_ok(*i, a)) {
             bail!(
                 name,
                 "parameter of dtype {} does not match input of dtype {}",
