@@ -29,7 +29,7 @@ impl Conv2dShape {
     /// Output spatial size, or `None` when the dilated kernel is larger than the padded input.
     pub fn output(&self) -> Option<[usize; 2]> {
         let dim = |i: usize| {
-            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
+            let span = self.dilation[i] * self.kernel[i].saturating_sub(1) + 1;
             let padded = self.input[i] + 2 * self.padding[i];
             padded.checked_sub(span).map(|r| r / self.stride[i] + 1)
         };
@@ -47,8 +47,8 @@ const PARALLEL_WORK: usize = 1 << 20;
 /// Target im2col elements per chunk of output rows (about 1 MiB of f32).
 const CHUNK_ELEMS: usize = 1 << 18;
 
-/// Fewest output rows per chunk: the GEMM repacks the weights for every chunk, which costs
-/// about as much as this many rows of arithmetic divided by 30.
+/// Fewest output rows per chunk: each chunk's GEMM packs the whole weight matrix again, and
+/// needs enough rows of arithmetic to amortise that.
 const MIN_CHUNK_ROWS: usize = 512;
 
 /// Writes the convolution of `x` with `w` into `out`. Panics if the slices are smaller than

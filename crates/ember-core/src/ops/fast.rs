@@ -102,7 +102,8 @@ pub fn softmax(x: &Array, axes: Option<&[isize]>, precise: bool) -> Result<Array
     axes.sort_unstable();
     let perm: Vec<usize> =
         (0..nd).filter(|a| !axes.contains(a)).chain(axes.iter().copied()).collect();
-    let moved = if perm.iter().enumerate().all(|(i, &p)| i == p) {
+    let identity = perm.iter().enumerate().all(|(i, &p)| i == p);
+    let moved = if identity {
         x.clone()
     } else {
         transpose(&x, &perm.iter().map(|&p| p as isize).collect::<Vec<_>>())?
@@ -110,6 +111,9 @@ pub fn softmax(x: &Array, axes: Option<&[isize]>, precise: bool) -> Result<Array
     let rows: usize = moved.shape()[..nd - axes.len()].iter().product();
     let y = softmax_last(&reshape_to(&moved, &[rows, x.size() / rows])?)?;
     let y = reshape_to(&y, moved.shape())?;
+    if identity {
+        return Ok(y);
+    }
     let mut inverse = vec![0isize; nd];
     for (i, &p) in perm.iter().enumerate() {
         inverse[p] = i as isize;

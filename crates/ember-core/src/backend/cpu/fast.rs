@@ -1,6 +1,6 @@
 //! Fused ops on the CPU: contiguous rows into the kernels of `ember_cpu::fast`, and attention
-//! into `ember_cpu::attention` (half types go through float32 there, as the GEMM does for
-//! bf16).
+//! into `ember_cpu::attention` (which computes in f32 or f64: half inputs are converted in
+//! bulk around it).
 
 use super::dispatch_float;
 use super::layout::{broadcast, to_contiguous};
@@ -74,13 +74,12 @@ fn sdpa(inputs: &[ReadyArray], shape: &[usize], scale: f64, causal: bool) -> Res
         scale,
         causal,
     };
-    let scores = [a.batch, a.q_heads, a.q_len, a.kv_len];
     let mask = inputs.get(3);
     match q.dtype {
-        Dtype::Float32 => sdpa_typed::<f32>(q, k, v, mask, &a, &scores, shape),
-        Dtype::Float64 => sdpa_typed::<f64>(q, k, v, mask, &a, &scores, shape),
-        Dtype::Float16 => sdpa_half::<f16>(q, k, v, mask, &a, &scores, shape),
-        Dtype::Bfloat16 => sdpa_half::<bf16>(q, k, v, mask, &a, &scores, shape),
+        Dtype::Float32 => sdpa_typed::<f32>(q, k, v, mask, &a, shape),
+        Dtype::Float64 => sdpa_typed::<f64>(q, k, v, mask, &a, shape),
+        Dtype::Float16 => sdpa_half::<f16>(q, k, v, mask, &a, shape),
+        Dtype::Bfloat16 => sdpa_half::<bf16>(q, k, v, mask, &a, shape),
         d => bail!("scaled_dot_product_attention", "unsupported dtype {}", d),
     }
 }
@@ -93,7 +92,6 @@ fn sdpa_half<T: FastFloat<Acc = f32> + Element>(
     v: &ReadyArray,
     mask: Option<&ReadyArray>,
     a: &Attention,
-    scores: &[usize],
     shape: &[usize],
 ) -> Result<ReadyArray> {
     let widen = |x: &ReadyArray| -> Result<ReadyArray> {
@@ -107,8 +105,7 @@ fn sdpa_half<T: FastFloat<Acc = f32> + Element>(
         })
     };
     let mask = mask.map(widen).transpose()?;
-    let out =
-        sdpa_typed::<f32>(&widen(q)?, &widen(k)?, &widen(v)?, mask.as_ref(), a, scores, shape)?;
+    let out = sdpa_typed::<f32>(&widen(q)?, &widen(k)?, &widen(v)?, mask.as_ref(), a, shape)?;
     new_output::<T>(shape, |o| {
         T::narrow_slice(data::<f32>(&out), o);
         Ok(())
@@ -121,11 +118,10 @@ fn sdpa_typed<T: Gemm + Compute + Element>(
     v: &ReadyArray,
     mask: Option<&ReadyArray>,
     a: &Attention,
-    scores: &[usize],
     shape: &[usize],
 ) -> Result<ReadyArray> {
     let q = to_contiguous(q)?;
-    let mask = mask.map(|m| broadcast(m, scores));
+    let mask = mask.map(|m| broadcast(m, &[a.batch, a.q_heads, a.q_len, a.kv_len]));
     let mask = match &mask {
         None => Mask::None,
         Some(m) if m.dtype == Dtype::Bool => Mask::Keep(m.view::<bool>()),
