@@ -72,8 +72,9 @@ pub fn attention<T: Gemm + Compute>(
         attend_block(o, q, k, v, mask, a, g, blk * bq, s)
     };
     let group_len = group_rows * a.v_dim;
-    let work = out.len() * a.kv_len * (a.head_dim + a.v_dim);
-    if work >= 1 << 20 {
+    // Multiply-adds; below about 100 µs of work a thread hand-off costs more than it saves.
+    let work = out.len() / a.v_dim * a.kv_len * (a.head_dim + a.v_dim);
+    if work >= 1 << 22 {
         out.par_chunks_mut(group_len).enumerate().for_each(|(g, og)| {
             og.par_chunks_mut(bq * a.v_dim)
                 .enumerate()

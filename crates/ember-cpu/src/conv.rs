@@ -29,7 +29,7 @@ impl Conv2dShape {
     /// Output spatial size, or `None` when the dilated kernel is larger than the padded input.
     pub fn output(&self) -> Option<[usize; 2]> {
         let dim = |i: usize| {
-            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
+            let span = self.dilation[i] * self.kernel[i].saturating_sub(1) + 1;
             let padded = self.input[i] + 2 * self.padding[i];
             padded.checked_sub(span).map(|r| r / self.stride[i] + 1)
         };
@@ -44,8 +44,12 @@ impl Conv2dShape {
 /// Below this many multiply-adds a convolution stays on the calling thread.
 const PARALLEL_WORK: usize = 1 << 20;
 
-/// Target number of im2col elements per chunk of output rows (fits in L2 beside the weights).
-const CHUNK_ELEMS: usize = 1 << 16;
+/// Target im2col elements per chunk of output rows (about 1 MiB of f32).
+const CHUNK_ELEMS: usize = 1 << 18;
+
+/// Fewest output rows per chunk: each chunk's GEMM packs the whole weight matrix again, and
+/// needs enough rows of arithmetic to amortise that.
+const MIN_CHUNK_ROWS: usize = 512;
 
 /// Writes the convolution of `x` with `w` into `out`. Panics if the slices are smaller than
 /// the shapes in `s` say or if `s` has no valid output.
@@ -58,6 +62,11 @@ pub fn conv2d<T: Gemm + FloatElem>(out: &mut [T], x: &[T], w: &[T], s: &Conv2dSh
     assert!(w.len() >= o * kcg && out.len() >= rows * o, "weight or output too small");
     let out = &mut out[..rows * o];
     if rows == 0 || o == 0 {
+        return;
+    }
+    if kcg == 0 {
+        // No input channels: every output is an empty sum.
+        out.fill(T::zero());
         return;
     }
     if s.groups > 1 && c == s.groups {
@@ -78,25 +87,16 @@ fn im2col_gemm<T: Gemm>(out: &mut [T], x: &[T], w: &[T], s: &Conv2dShape, ohw: [
     let og = o / g;
     let kcg = s.kernel[0] * s.kernel[1] * (s.in_channels / g);
     let cols = g * kcg;
-    // Per group, W_g^T as a dense (kcg, og) matrix: the layout GEMM reads fastest.
-    let mut wt = vec![T::zero(); o * kcg];
-    for gi in 0..g {
-        let dst = &mut wt[gi * kcg * og..][..kcg * og];
-        for oc in 0..og {
-            let src = &w[(gi * og + oc) * kcg..][..kcg];
-            for (r, &v) in src.iter().enumerate() {
-                dst[r * og + oc] = v;
-            }
-        }
-    }
     let rows = out.len() / o;
-    let chunk = CHUNK_ELEMS.div_ceil(cols.max(1)).max(64).min(rows);
+    // Large enough to amortise the weight packing, small enough to give every thread work.
+    let per_thread = rows.div_ceil(rayon::current_num_threads()).max(128);
+    let chunk = CHUNK_ELEMS.div_ceil(cols.max(1)).max(MIN_CHUNK_ROWS).min(per_thread).min(rows);
     let work = |ci: usize, out: &mut [T], col: &mut Vec<T>, tmp: &mut Vec<T>| {
         let n = out.len() / o;
         col.resize(n * cols, T::zero());
         im2col(col, x, s, ohw, ci * chunk);
         if g == 1 {
-            T::matmul(out, MatRef::dense(col, cols), MatRef::dense(&wt, o), n, o, cols);
+            T::matmul(out, MatRef::dense(col, cols), weights_t(w, 0, kcg), n, o, cols);
             return;
         }
         tmp.resize(n * og, T::zero());
@@ -107,13 +107,7 @@ fn im2col_gemm<T: Gemm>(out: &mut [T], x: &[T], w: &[T], s: &Conv2dShape, ohw: [
                 row_stride: cols as isize,
                 col_stride: 1,
             };
-            let b = MatRef {
-                data: &wt[..],
-                offset: gi * kcg * og,
-                row_stride: og as isize,
-                col_stride: 1,
-            };
-            T::matmul(tmp, a, b, n, og, kcg);
+            T::matmul(tmp, a, weights_t(w, gi * og, kcg), n, og, kcg);
             for (dst, src) in out.chunks_exact_mut(o).zip(tmp.chunks_exact(og)) {
                 dst[gi * og..][..og].copy_from_slice(src);
             }
@@ -130,6 +124,12 @@ fn im2col_gemm<T: Gemm>(out: &mut [T], x: &[T], w: &[T], s: &Conv2dShape, ohw: [
             work(ci, oc, &mut col, &mut tmp);
         }
     }
+}
+
+/// The transpose of the (C_out, kcg) weight matrix from output channel `first` on, as a strided
+/// view (GEMM packs it; a transposed copy costs more than the packing).
+fn weights_t<T>(w: &[T], first: usize, kcg: usize) -> MatRef<'_, T> {
+    MatRef { data: w, offset: first * kcg, row_stride: 1, col_stride: kcg as isize }
 }
 
 /// Fills `col` (rows of `groups * KH * KW * C_in/groups`, columns ordered (group, kh, kw, c))

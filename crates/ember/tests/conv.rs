@@ -138,6 +138,26 @@ fn half_precision_tracks_float32() {
 }
 
 #[test]
+fn empty_inputs_give_empty_or_zero_outputs() {
+    // No images: an empty output of the right shape.
+    let y = ops::conv2d(
+        &noise(&[0, 5, 5, 2], 20),
+        &noise(&[3, 3, 3, 2], 21),
+        (1, 1),
+        (0, 0),
+        (1, 1),
+        1,
+    );
+    assert_eq!(y.unwrap().shape(), &[0, 3, 3, 3]);
+    // No input channels: every output is an empty sum.
+    let x = ops::zeros(&[1, 4, 4, 0], Dtype::Float32).unwrap();
+    let w = ops::zeros(&[2, 3, 3, 0], Dtype::Float32).unwrap();
+    let y = ops::conv2d(&x, &w, (1, 1), (1, 1), (1, 1), 1).unwrap();
+    assert_eq!(y.shape(), &[1, 4, 4, 2]);
+    assert!(y.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
+}
+
+#[test]
 fn output_dtype_is_promoted() {
     let x = noise(&[1, 4, 2], 12).astype(Dtype::Float16).unwrap();
     let w = Array::from_slice(&[1i32, 2, 3, 4], &[1, 2, 2]).unwrap();

@@ -43,13 +43,14 @@ impl Primitive for FastOp {
         if !x.dtype().is_float() {
             bail!(name, "expected a floating point input, got {}", x.dtype());
         }
-        // Parameters share x's dtype, except rope's float32 frequencies and a bool mask.
-        let param_ok = |a: &Array| match self {
+        // Other inputs share x's dtype, except rope's float32 frequencies and a bool mask.
+        let param_ok = |i: usize, a: &Array| match self {
             FastOp::Rope { .. } => a.dtype() == Dtype::Float32,
-            FastOp::Sdpa { .. } => a.dtype() == x.dtype() || a.dtype() == Dtype::Bool,
+            FastOp::Sdpa { .. } if i == 3 => a.dtype() == x.dtype() || a.dtype() == Dtype::Bool,
             _ => a.dtype() == x.dtype(),
         };
-        if let Some(p) = inputs[1..].iter().find(|a| !param_ok(a)) {
+        let mut others = inputs.iter().enumerate().skip(1);
+        if let Some((_, p)) = others.find(|(i, a)| !param_ok(*i, a)) {
             bail!(
                 name,
                 "parameter of dtype {} does not match input of dtype {}",
@@ -101,7 +102,8 @@ pub fn softmax(x: &Array, axes: Option<&[isize]>, precise: bool) -> Result<Array
     axes.sort_unstable();
     let perm: Vec<usize> =
         (0..nd).filter(|a| !axes.contains(a)).chain(axes.iter().copied()).collect();
-    let moved = if perm.iter().enumerate().all(|(i, &p)| i == p) {
+    let identity = perm.iter().enumerate().all(|(i, &p)| i == p);
+    let moved = if identity {
         x.clone()
     } else {
         transpose(&x, &perm.iter().map(|&p| p as isize).collect::<Vec<_>>())?
@@ -109,6 +111,9 @@ pub fn softmax(x: &Array, axes: Option<&[isize]>, precise: bool) -> Result<Array
     let rows: usize = moved.shape()[..nd - axes.len()].iter().product();
     let y = softmax_last(&reshape_to(&moved, &[rows, x.size() / rows])?)?;
     let y = reshape_to(&y, moved.shape())?;
+    if identity {
+        return Ok(y);
+    }
     let mut inverse = vec![0isize; nd];
     for (i, &p) in perm.iter().enumerate() {
         inverse[p] = i as isize;
@@ -191,7 +196,7 @@ fn check_rope(x: &Array, dims: usize, base: Option<f32>, freqs: Option<&Array>) 
         bail!("rope", "input must be a floating type but got {}", x.dtype());
     }
     let d = x.shape()[x.ndim() - 1];
-    if dims == 0 || dims % 2 != 0 || dims > d {
+    if dims == 0 || dims % 2 == 1 || dims > d {
         bail!(
             "rope",
             "dims must be positive, even and at most the last axis of x {:?}, got {}",

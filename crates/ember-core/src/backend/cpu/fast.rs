@@ -1,18 +1,18 @@
 //! Fused ops on the CPU: contiguous rows into the kernels of `ember_cpu::fast`, and attention
-//! into `ember_cpu::attention` (half types go through float32 there, as the GEMM does for
-//! bf16).
+//! into `ember_cpu::attention` (which computes in f32 or f64: half inputs are converted in
+//! bulk around it).
 
 use super::dispatch_float;
-use super::elementwise::astype;
 use super::layout::{broadcast, to_contiguous};
 use crate::array::{new_output, ReadyArray};
 use crate::dtype::{Dtype, Element};
 use crate::op::OutSpec;
 use crate::ops::fast::FastOp;
-use crate::{bail, Result};
+use crate::{bail, bf16, f16, Result};
 use ember_cpu::attention::{attention, Attention, Mask};
 use ember_cpu::fast::{
-    layer_norm_rows, rms_norm_rows, rope_rows, rope_table, softmax_rows, Compute, RopePairs,
+    layer_norm_rows, rms_norm_rows, rope_rows, rope_table, softmax_rows, Compute, FastFloat,
+    RopePairs,
 };
 use ember_cpu::matmul::Gemm;
 
@@ -74,26 +74,42 @@ fn sdpa(inputs: &[ReadyArray], shape: &[usize], scale: f64, causal: bool) -> Res
         scale,
         causal,
     };
-    let scores = [a.batch, a.q_heads, a.q_len, a.kv_len];
     let mask = inputs.get(3);
     match q.dtype {
-        Dtype::Float32 => sdpa_typed::<f32>(q, k, v, mask, &a, &scores, shape),
-        Dtype::Float64 => sdpa_typed::<f64>(q, k, v, mask, &a, &scores, shape),
-        Dtype::Float16 | Dtype::Bfloat16 => {
-            let wide = |x: &ReadyArray| {
-                if x.dtype == Dtype::Bool {
-                    Ok(x.clone())
-                } else {
-                    astype(x, Dtype::Float32)
-                }
-            };
-            let (q32, k32, v32) = (wide(q)?, wide(k)?, wide(v)?);
-            let m32 = mask.map(wide).transpose()?;
-            let out = sdpa_typed::<f32>(&q32, &k32, &v32, m32.as_ref(), &a, &scores, shape)?;
-            astype(&out, q.dtype)
-        }
+        Dtype::Float32 => sdpa_typed::<f32>(q, k, v, mask, &a, shape),
+        Dtype::Float64 => sdpa_typed::<f64>(q, k, v, mask, &a, shape),
+        Dtype::Float16 => sdpa_half::<f16>(q, k, v, mask, &a, shape),
+        Dtype::Bfloat16 => sdpa_half::<bf16>(q, k, v, mask, &a, shape),
         d => bail!("scaled_dot_product_attention", "unsupported dtype {}", d),
     }
+}
+
+/// Half-precision attention through float32: bulk-converted inputs, the f32 kernel, and the
+/// output narrowed back.
+fn sdpa_half<T: FastFloat<Acc = f32> + Element>(
+    q: &ReadyArray,
+    k: &ReadyArray,
+    v: &ReadyArray,
+    mask: Option<&ReadyArray>,
+    a: &Attention,
+    shape: &[usize],
+) -> Result<ReadyArray> {
+    let widen = |x: &ReadyArray| -> Result<ReadyArray> {
+        if x.dtype == Dtype::Bool {
+            return Ok(x.clone());
+        }
+        let x = to_contiguous(x)?;
+        new_output::<f32>(&x.shape, |o| {
+            T::widen_slice(data::<T>(&x), o);
+            Ok(())
+        })
+    };
+    let mask = mask.map(widen).transpose()?;
+    let out = sdpa_typed::<f32>(&widen(q)?, &widen(k)?, &widen(v)?, mask.as_ref(), a, shape)?;
+    new_output::<T>(shape, |o| {
+        T::narrow_slice(data::<f32>(&out), o);
+        Ok(())
+    })
 }
 
 fn sdpa_typed<T: Gemm + Compute + Element>(
@@ -102,11 +118,10 @@ fn sdpa_typed<T: Gemm + Compute + Element>(
     v: &ReadyArray,
     mask: Option<&ReadyArray>,
     a: &Attention,
-    scores: &[usize],
     shape: &[usize],
 ) -> Result<ReadyArray> {
     let q = to_contiguous(q)?;
-    let mask = mask.map(|m| broadcast(m, scores));
+    let mask = mask.map(|m| broadcast(m, &[a.batch, a.q_heads, a.q_len, a.kv_len]));
     let mask = match &mask {
         None => Mask::None,
         Some(m) if m.dtype == Dtype::Bool => Mask::Keep(m.view::<bool>()),
