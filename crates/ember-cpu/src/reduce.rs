@@ -17,7 +17,7 @@ use rayon::prelude::*;
 /// An element type reductions and scans know how to widen and accumulate.
 pub trait ReduceElem: Scalar {
     /// The type comparisons and accumulations run in: f32 for f16/bf16, else `Self`.
-    type Wide: Scalar;
+    type Wide: MinMax;
     /// The accumulator of sums and products: 32 bits for bool and small ints (as MLX).
     type Sum: Scalar;
     /// The element type of a sum or product (MLX: the accumulator, except half types stay).
@@ -147,14 +147,33 @@ impl<T: ReduceElem> Reducer<T> for Prod {
     }
 }
 
-/// `x` if it beats `acc` or is NaN (a NaN accumulator then stays): a compare-and-select that
-/// vectorises, unlike a branch on NaN first.
+/// Maximum and minimum that ignore NaN (`f32::max`): the vectoriser keeps them as single
+/// instructions, where a compare-and-select on a value just loaded from memory tends to become
+/// a (slow) masked store.
+pub trait MinMax: Scalar {
+    fn max_num(self, o: Self) -> Self;
+    fn min_num(self, o: Self) -> Self;
+}
+
+macro_rules! min_max {
+    ($($t:ty),*) => {$(
+        impl MinMax for $t {
+            #[inline(always)]
+            fn max_num(self, o: Self) -> Self { self.max(o) }
+            #[inline(always)]
+            fn min_num(self, o: Self) -> Self { self.min(o) }
+        }
+    )*};
+}
+min_max!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+/// `extreme(a, b)` unless either is NaN, then NaN (`a + b`), so a NaN anywhere wins.
 #[inline(always)]
-fn pick<W: Scalar>(acc: W, x: W, beats: bool) -> W {
-    if beats || x.is_nan() {
-        x
+fn nan_or<W: MinMax>(a: W, b: W, extreme: fn(W, W) -> W) -> W {
+    if a.is_nan() | b.is_nan() {
+        a.add(b)
     } else {
-        acc
+        extreme(a, b)
     }
 }
 
@@ -166,11 +185,11 @@ impl<T: ReduceElem> Reducer<T> for Max {
     }
     #[inline(always)]
     fn step(self, acc: T::Wide, x: T::Wide) -> T::Wide {
-        pick(acc, x, x > acc)
+        nan_or(acc, x, <T::Wide as MinMax>::max_num)
     }
     #[inline(always)]
     fn merge(self, a: T::Wide, b: T::Wide) -> T::Wide {
-        pick(a, b, b > a)
+        nan_or(a, b, <T::Wide as MinMax>::max_num)
     }
     fn finish(self, acc: T::Wide) -> T {
         T::narrow(acc)
@@ -185,11 +204,11 @@ impl<T: ReduceElem> Reducer<T> for Min {
     }
     #[inline(always)]
     fn step(self, acc: T::Wide, x: T::Wide) -> T::Wide {
-        pick(acc, x, x < acc)
+        nan_or(acc, x, <T::Wide as MinMax>::min_num)
     }
     #[inline(always)]
     fn merge(self, a: T::Wide, b: T::Wide) -> T::Wide {
-        pick(a, b, b < a)
+        nan_or(a, b, <T::Wide as MinMax>::min_num)
     }
     fn finish(self, acc: T::Wide) -> T {
         T::narrow(acc)
@@ -322,11 +341,11 @@ mod avx2 {
     pub(super) fn arg_accumulate_body<T: ReduceElem, F: Fn(T::Wide, T::Wide) -> bool>(
         best: &mut [T::Wide],
         idx: &mut [u32],
-        src: &[T],
-        i: u32,
+        rows: [&[T]; super::ARG_ROWS],
+        i0: u32,
         better: F,
     ) {
-        super::arg_accumulate_body(best, idx, src, i, better)
+        super::arg_accumulate_body(best, idx, rows, i0, better)
     }
 }
 
@@ -697,13 +716,20 @@ where
             let mut best: Vec<T::Wide> =
                 (0..seg.len()).map(|c| at(base + c as isize * ks)).collect();
             seg.fill(0);
-            for i in 1..n {
-                let off = base + i as isize * sa;
-                if ks == 1 {
-                    let src = &x.data[off as usize..off as usize + seg.len()];
-                    arg_accumulate(&mut best, seg, src, i as u32, better);
-                    continue;
+            let mut first = 1;
+            if ks == 1 {
+                let w = seg.len();
+                while first + ARG_ROWS <= n {
+                    let rows = std::array::from_fn(|k| {
+                        let off = (base + (first + k) as isize * sa) as usize;
+                        &x.data[off..off + w]
+                    });
+                    arg_accumulate(&mut best, seg, rows, first as u32, better);
+                    first += ARG_ROWS;
                 }
+            }
+            for i in first..n {
+                let off = base + i as isize * sa;
                 for (c, (b, o)) in best.iter_mut().zip(seg.iter_mut()).enumerate() {
                     let v = at(off + c as isize * ks);
                     if better(v, *b) {
@@ -800,45 +826,56 @@ where
     res
 }
 
-/// Advances a row of running bests (`idx`: their indices) by input row `src`, index `i`.
+/// Input rows an arg-reduction column step takes at once: the running bests are then written
+/// once per block, never as a conditional (masked) store per row.
+const ARG_ROWS: usize = 4;
+
+/// Advances a row of running bests (`idx`: their indices) by the input rows `rows`, whose
+/// first has index `i0`.
 fn arg_accumulate<T: ReduceElem, F>(
     best: &mut [T::Wide],
     idx: &mut [u32],
-    src: &[T],
-    i: u32,
+    rows: [&[T]; ARG_ROWS],
+    i0: u32,
     better: F,
 ) where
     F: Fn(T::Wide, T::Wide) -> bool + Copy,
 {
-    with_avx2!(arg_accumulate_body::<T, F>(best, idx, src, i, better))
+    with_avx2!(arg_accumulate_body::<T, F>(best, idx, rows, i0, better))
 }
 
 #[inline(always)]
 fn arg_accumulate_body<T: ReduceElem, F>(
     best: &mut [T::Wide],
     idx: &mut [u32],
-    src: &[T],
-    i: u32,
+    rows: [&[T]; ARG_ROWS],
+    i0: u32,
     better: F,
 ) where
     F: Fn(T::Wide, T::Wide) -> bool,
 {
-    for ((b, o), &x) in best.iter_mut().zip(idx.iter_mut()).zip(src) {
-        let v = x.wide();
-        let beats = better(v, *b);
-        *b = if beats { v } else { *b };
-        *o = if beats { i } else { *o };
+    let rows = rows.map(|r| &r[..best.len()]);
+    for (c, (b, o)) in best.iter_mut().zip(idx.iter_mut()).enumerate() {
+        let (mut bv, mut bi) = (*b, *o);
+        for (k, row) in rows.iter().enumerate() {
+            let v = row[c].wide();
+            let beats = better(v, bv);
+            bv = if beats { v } else { bv };
+            bi = if beats { i0 + k as u32 } else { bi };
+        }
+        (*b, *o) = (bv, bi);
     }
 }
 
 /// `better` for argmax: larger, or the first NaN (NumPy's rule).
 #[inline(always)]
 pub fn beats_max<W: Scalar>(a: W, b: W) -> bool {
-    a > b || (a.is_nan() && !b.is_nan())
+    // Non-short-circuit operators keep this branch-free, so loops over it vectorise.
+    (a > b) | (a.is_nan() & !b.is_nan())
 }
 
 /// `better` for argmin: smaller, or the first NaN.
 #[inline(always)]
 pub fn beats_min<W: Scalar>(a: W, b: W) -> bool {
-    a < b || (a.is_nan() && !b.is_nan())
+    (a < b) | (a.is_nan() & !b.is_nan())
 }
