@@ -17,7 +17,7 @@ use rayon::prelude::*;
 /// An element type reductions and scans know how to widen and accumulate.
 pub trait ReduceElem: Scalar {
     /// The type comparisons and accumulations run in: f32 for f16/bf16, else `Self`.
-    type Wide: Scalar;
+    type Wide: MinMax;
     /// The accumulator of sums and products: 32 bits for bool and small ints (as MLX).
     type Sum: Scalar;
     /// The element type of a sum or product (MLX: the accumulator, except half types stay).
@@ -147,14 +147,33 @@ impl<T: ReduceElem> Reducer<T> for Prod {
     }
 }
 
-/// `x` if it beats `acc` or is NaN (a NaN accumulator then stays): a compare-and-select that
-/// vectorises, unlike a branch on NaN first.
+/// Maximum and minimum that ignore NaN (`f32::max`): the vectoriser keeps them as single
+/// instructions, where a compare-and-select on a value just loaded from memory tends to become
+/// a (slow) masked store.
+pub trait MinMax: Scalar {
+    fn max_num(self, o: Self) -> Self;
+    fn min_num(self, o: Self) -> Self;
+}
+
+macro_rules! min_max {
+    ($($t:ty),*) => {$(
+        impl MinMax for $t {
+            #[inline(always)]
+            fn max_num(self, o: Self) -> Self { self.max(o) }
+            #[inline(always)]
+            fn min_num(self, o: Self) -> Self { self.min(o) }
+        }
+    )*};
+}
+min_max!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+/// `extreme(a, b)` unless either is NaN, then NaN (`a + b`), so a NaN anywhere wins.
 #[inline(always)]
-fn pick<W: Scalar>(acc: W, x: W, beats: bool) -> W {
-    if beats || x.is_nan() {
-        x
+fn nan_or<W: MinMax>(a: W, b: W, extreme: fn(W, W) -> W) -> W {
+    if a.is_nan() | b.is_nan() {
+        a.add(b)
     } else {
-        acc
+        extreme(a, b)
     }
 }
 
@@ -166,11 +185,11 @@ impl<T: ReduceElem> Reducer<T> for Max {
     }
     #[inline(always)]
     fn step(self, acc: T::Wide, x: T::Wide) -> T::Wide {
-        pick(acc, x, x > acc)
+        nan_or(acc, x, <T::Wide as MinMax>::max_num)
     }
     #[inline(always)]
     fn merge(self, a: T::Wide, b: T::Wide) -> T::Wide {
-        pick(a, b, b > a)
+        nan_or(a, b, <T::Wide as MinMax>::max_num)
     }
     fn finish(self, acc: T::Wide) -> T {
         T::narrow(acc)
@@ -185,11 +204,11 @@ impl<T: ReduceElem> Reducer<T> for Min {
     }
     #[inline(always)]
     fn step(self, acc: T::Wide, x: T::Wide) -> T::Wide {
-        pick(acc, x, x < acc)
+        nan_or(acc, x, <T::Wide as MinMax>::min_num)
     }
     #[inline(always)]
     fn merge(self, a: T::Wide, b: T::Wide) -> T::Wide {
-        pick(a, b, b < a)
+        nan_or(a, b, <T::Wide as MinMax>::min_num)
     }
     fn finish(self, acc: T::Wide) -> T {
         T::narrow(acc)
@@ -240,7 +259,7 @@ const LANES: usize = 16;
 /// so a float sum's rounding error grows with the number of blocks, not the run length.
 const BLOCK: usize = 1024;
 /// Half-precision runs are widened through a stack buffer of this many elements.
-const WIDEN_BUF: usize = 256;
+const WIDEN_BUF: usize = 2048;
 /// Outputs accumulated together in the column kernels.
 const TILE: usize = 4096;
 
@@ -273,15 +292,80 @@ fn fold_lanes<E: Copy, T: ReduceElem, R: Reducer<T>>(
     r.merge(lanes[0], tail)
 }
 
+/// Runs one of the hot loops below compiled for AVX2 when the CPU has it: the generic loops
+/// then vectorise eight floats wide and selects become blends (SSE2 code is the fallback, so one
+/// binary runs everywhere).
+macro_rules! with_avx2 {
+    ($body:ident::<$($t:ty),*>($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: `avx2::$body` is `$body` compiled for AVX2, which the CPU supports
+                // (checked just above).
+                return unsafe { avx2::$body::<$($t),*>($($arg),*) };
+            }
+        }
+        $body::<$($t),*>($($arg),*)
+    }};
+}
+
+/// AVX2 builds of the hot loops: the same code, inlined into functions compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{ReduceElem, Reducer};
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn fold_contiguous_body<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc {
+        super::fold_contiguous_body(xs, r)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn accumulate_body<T: ReduceElem, R: Reducer<T>>(
+        acc: &mut [R::Acc],
+        src: &[T],
+        buf: &mut [T::Wide],
+        r: R,
+    ) {
+        super::accumulate_body(acc, src, buf, r)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn arg_fold_body<T: ReduceElem, F: Fn(T::Wide, T::Wide) -> bool>(
+        xs: &[T],
+        better: F,
+    ) -> (T::Wide, usize) {
+        super::arg_fold_body(xs, better)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn arg_accumulate_body<T: ReduceElem, F: Fn(T::Wide, T::Wide) -> bool>(
+        best: &mut [T::Wide],
+        idx: &mut [u32],
+        rows: [&[T]; super::ARG_ROWS],
+        i0: u32,
+        better: F,
+    ) {
+        super::arg_accumulate_body(best, idx, rows, i0, better)
+    }
+}
+
 /// Folds a contiguous run.
 fn fold_contiguous<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc {
+    with_avx2!(fold_contiguous_body::<T, R>(xs, r))
+}
+
+#[inline(always)]
+fn fold_contiguous_body<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc {
     let mut acc = r.init();
-    if T::BULK_WIDEN {
+    // Short runs are not worth filling a widening buffer for.
+    if T::BULK_WIDEN && xs.len() >= 4 * LANES {
         let mut buf = [T::Wide::zero(); WIDEN_BUF];
         for chunk in xs.chunks(WIDEN_BUF) {
             let b = &mut buf[..chunk.len()];
             T::wide_slice(chunk, b);
-            acc = r.merge(acc, fold_lanes::<T::Wide, T, R>(b, |w| w, r));
+            for block in b.chunks(BLOCK) {
+                acc = r.merge(acc, fold_lanes::<T::Wide, T, R>(block, |w| w, r));
+            }
         }
     } else {
         for block in xs.chunks(BLOCK) {
@@ -289,6 +373,32 @@ fn fold_contiguous<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc {
         }
     }
     acc
+}
+
+/// Folds one input row into a row of accumulators (`buf`: scratch for widening, as long as
+/// `src` when `T::BULK_WIDEN`).
+fn accumulate<T: ReduceElem, R: Reducer<T>>(
+    acc: &mut [R::Acc],
+    src: &[T],
+    buf: &mut [T::Wide],
+    r: R,
+) {
+    with_avx2!(accumulate_body::<T, R>(acc, src, buf, r))
+}
+
+#[inline(always)]
+fn accumulate_body<T: ReduceElem, R: Reducer<T>>(
+    acc: &mut [R::Acc],
+    src: &[T],
+    buf: &mut [T::Wide],
+    r: R,
+) {
+    if T::BULK_WIDEN {
+        T::wide_slice(src, buf);
+        acc.iter_mut().zip(&*buf).for_each(|(a, &v)| *a = r.step(*a, v));
+    } else {
+        acc.iter_mut().zip(src).for_each(|(a, &v)| *a = r.step(*a, v.wide()));
+    }
 }
 
 /// Folds `len` elements starting at `start`, `stride` apart.
@@ -505,13 +615,7 @@ fn reduce_columns<T: ReduceElem, R: Reducer<T>>(
             for jj in j..j + len {
                 let off = base + o + jj as isize * stride;
                 if xs_in == 1 {
-                    let src = &x.data[off as usize..off as usize + w];
-                    if T::BULK_WIDEN {
-                        T::wide_slice(src, &mut buf);
-                        acc.iter_mut().zip(&buf).for_each(|(a, &v)| *a = r.step(*a, v));
-                    } else {
-                        acc.iter_mut().zip(src).for_each(|(a, &v)| *a = r.step(*a, v.wide()));
-                    }
+                    accumulate(&mut acc, &x.data[off as usize..off as usize + w], &mut buf, r);
                 } else {
                     for (c, a) in acc.iter_mut().enumerate() {
                         *a = r.step(*a, x.data[(off + c as isize * xs_in) as usize].wide());
@@ -588,6 +692,10 @@ where
     let at = |o: isize| x.data[o as usize].wide();
     // The best (value, index) among indices `s..e` of the axis from `base`.
     let best_in = |base: isize, s: usize, e: usize| {
+        if sa == 1 {
+            let (best, i) = arg_fold(&x.data[(base as usize + s)..(base as usize + e)], better);
+            return (best, s + i);
+        }
         let (mut best, mut bi) = (at(base + s as isize * sa), s);
         for i in s + 1..e {
             let v = at(base + i as isize * sa);
@@ -608,7 +716,19 @@ where
             let mut best: Vec<T::Wide> =
                 (0..seg.len()).map(|c| at(base + c as isize * ks)).collect();
             seg.fill(0);
-            for i in 1..n {
+            let mut first = 1;
+            if ks == 1 {
+                let w = seg.len();
+                while first + ARG_ROWS <= n {
+                    let rows = std::array::from_fn(|k| {
+                        let off = (base + (first + k) as isize * sa) as usize;
+                        &x.data[off..off + w]
+                    });
+                    arg_accumulate(&mut best, seg, rows, first as u32, better);
+                    first += ARG_ROWS;
+                }
+            }
+            for i in first..n {
                 let off = base + i as isize * sa;
                 for (c, (b, o)) in best.iter_mut().zip(seg.iter_mut()).enumerate() {
                     let v = at(off + c as isize * ks);
@@ -663,14 +783,99 @@ where
     }
 }
 
+/// The first best element of a contiguous, non-empty run and its index.
+fn arg_fold<T: ReduceElem, F>(xs: &[T], better: F) -> (T::Wide, usize)
+where
+    F: Fn(T::Wide, T::Wide) -> bool + Copy,
+{
+    with_avx2!(arg_fold_body::<T, F>(xs, better))
+}
+
+#[inline(always)]
+fn arg_fold_body<T: ReduceElem, F>(xs: &[T], better: F) -> (T::Wide, usize)
+where
+    F: Fn(T::Wide, T::Wide) -> bool,
+{
+    // Each lane keeps the first best of the elements it sees (branch-free, so it vectorises);
+    // between lanes, equal values go to the lower index.
+    let first = xs[0].wide();
+    let (mut best, mut idx) = ([first; LANES], [0u32; LANES]);
+    let mut chunks = xs.chunks_exact(LANES);
+    for (k, c) in (&mut chunks).enumerate() {
+        let c: &[T; LANES] = c.try_into().expect("chunks_exact gives LANES elements");
+        let base = (k * LANES) as u32;
+        for j in 0..LANES {
+            let v = c[j].wide();
+            let b = better(v, best[j]);
+            best[j] = if b { v } else { best[j] };
+            idx[j] = if b { base + j as u32 } else { idx[j] };
+        }
+    }
+    let mut res = (first, 0usize);
+    for (&v, &i) in best.iter().zip(&idx) {
+        if better(v, res.0) || (!better(res.0, v) && (i as usize) < res.1) {
+            res = (v, i as usize);
+        }
+    }
+    let tail = xs.len() - chunks.remainder().len();
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        if better(x.wide(), res.0) {
+            res = (x.wide(), tail + i);
+        }
+    }
+    res
+}
+
+/// Input rows an arg-reduction column step takes at once: the running bests are then written
+/// once per block, never as a conditional (masked) store per row.
+const ARG_ROWS: usize = 4;
+
+/// Advances a row of running bests (`idx`: their indices) by the input rows `rows`, whose
+/// first has index `i0`.
+fn arg_accumulate<T: ReduceElem, F>(
+    best: &mut [T::Wide],
+    idx: &mut [u32],
+    rows: [&[T]; ARG_ROWS],
+    i0: u32,
+    better: F,
+) where
+    F: Fn(T::Wide, T::Wide) -> bool + Copy,
+{
+    with_avx2!(arg_accumulate_body::<T, F>(best, idx, rows, i0, better))
+}
+
+#[inline(always)]
+fn arg_accumulate_body<T: ReduceElem, F>(
+    best: &mut [T::Wide],
+    idx: &mut [u32],
+    rows: [&[T]; ARG_ROWS],
+    i0: u32,
+    better: F,
+) where
+    F: Fn(T::Wide, T::Wide) -> bool,
+{
+    let rows = rows.map(|r| &r[..best.len()]);
+    for (c, (b, o)) in best.iter_mut().zip(idx.iter_mut()).enumerate() {
+        let (mut bv, mut bi) = (*b, *o);
+        for (k, row) in rows.iter().enumerate() {
+            let v = row[c].wide();
+            let beats = better(v, bv);
+            bv = if beats { v } else { bv };
+            bi = if beats { i0 + k as u32 } else { bi };
+        }
+        (*b, *o) = (bv, bi);
+    }
+}
+
 /// `better` for argmax: larger, or the first NaN (NumPy's rule).
 #[inline(always)]
 pub fn beats_max<W: Scalar>(a: W, b: W) -> bool {
-    a > b || (a.is_nan() && !b.is_nan())
+    // Non-short-circuit operators keep this branch-free, so loops over it vectorise.
+    (a > b) | (a.is_nan() & !b.is_nan())
 }
 
 /// `better` for argmin: smaller, or the first NaN.
 #[inline(always)]
 pub fn beats_min<W: Scalar>(a: W, b: W) -> bool {
-    a < b || (a.is_nan() && !b.is_nan())
+    (a < b) | (a.is_nan() & !b.is_nan())
 }
