@@ -40,8 +40,9 @@ pub(crate) struct OpNode {
     /// were dropped.
     pub(crate) specs: Vec<crate::op::OutSpec>,
     pub(crate) outputs: OnceLock<Vec<Weak<Node>>>,
-    /// Held while the op runs, so threads evaluating shared graphs run it once.
-    pub(crate) running: Mutex<()>,
+    /// Whether the op has run; held while it runs, so threads evaluating a shared graph run
+    /// it once (its outputs may since have been donated, so their state cannot tell).
+    pub(crate) done: Mutex<bool>,
 }
 
 /// Computed data: a shared buffer viewed with a shape, element strides and an element offset.
@@ -182,7 +183,7 @@ impl Array {
             inputs,
             specs: specs.clone(),
             outputs: OnceLock::new(),
-            running: Mutex::new(()),
+            done: Mutex::new(false),
         });
         let outs: Vec<Array> = specs
             .into_iter()

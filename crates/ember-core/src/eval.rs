@@ -43,15 +43,15 @@ fn topological_order(arrays: &[&Array]) -> Vec<Arc<OpNode>> {
 }
 
 fn run(op_node: &OpNode) -> Result<()> {
-    let _running = op_node.running.lock().unwrap_or_else(|e| e.into_inner());
+    let mut done = op_node.done.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return Ok(()); // run by another thread's eval
+    }
     let outputs = op_node.outputs.get().map(|o| o.as_slice()).unwrap_or_default();
     let alive: Vec<_> = outputs.iter().map(|w| w.upgrade()).collect();
     let Some(first) = alive.iter().flatten().next() else {
         return Ok(()); // every output was dropped: nothing wants this result
     };
-    if matches!(*first.lock(), State::Ready(_)) {
-        return Ok(()); // computed by another thread's eval
-    }
     let stream = first.stream;
     let mut inputs = Vec::with_capacity(op_node.inputs.len());
     let mut donated = Vec::new();
@@ -68,7 +68,8 @@ fn run(op_node: &OpNode) -> Result<()> {
                 inputs.push(d);
                 donated.push(i);
             }
-            _ => bail!("eval", "input of {} not computed", op_node.op.name()),
+            State::Pending { .. } => bail!("eval", "input {i} of {} still pending", op_node.op.name()),
+            State::Donated => bail!("eval", "input {i} of {} was donated", op_node.op.name()),
         }
     }
     let backend = backend_for(stream.device)?;
@@ -91,5 +92,6 @@ fn run(op_node: &OpNode) -> Result<()> {
             *node.lock() = State::Ready(data);
         }
     }
+    *done = true;
     Ok(())
 }
