@@ -1,6 +1,7 @@
 //! Gather, scatter and copy kernels: `take`, `take_along_axis`, scatters, concatenation,
-//! strided writes and padding. Indices arrive resolved (`resolve_indices`: negatives wrapped,
-//! bounds checked) so the kernels themselves never index out of bounds on user input.
+//! strided writes and padding. Index values are resolved against their axis (negatives
+//! wrapped) and bounds checked: `take` does so as it gathers, the others receive them
+//! resolved by `resolve_indices`. An out-of-range index is reported, never read through.
 //!
 //! Data-movement kernels are generic over `T: Copy` only, so the caller may run them on
 //! same-sized integer types and monomorphise four times instead of once per dtype.
@@ -8,30 +9,50 @@
 use crate::scalar::Scalar;
 use crate::strided::{for_each_row, map1, Rows, View, PARALLEL_THRESHOLD};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+/// Resolves an index against an axis of length `n` (negatives count from the end); `None`
+/// when it is out of range.
+#[inline]
+pub fn resolve_index<I: Scalar>(v: I, n: usize) -> Option<usize> {
+    if I::IS_SIGNED {
+        let v = v.to_i64();
+        let w = if v < 0 { v + n as i64 } else { v };
+        (w >= 0 && (w as u64) < n as u64).then_some(w as usize)
+    } else {
+        let v = v.to_u64();
+        (v < n as u64).then_some(v as usize)
+    }
+}
+
+/// The first index of `idx` outside an axis of length `n`, as reported to the user.
+fn first_bad<I: Scalar>(idx: impl IntoIterator<Item = I>, n: usize) -> i128 {
+    let bad = idx.into_iter().find(|&v| resolve_index(v, n).is_none()).expect("a bad index");
+    if I::IS_SIGNED {
+        bad.to_i64() as i128
+    } else {
+        bad.to_u64() as i128
+    }
+}
 
 /// Resolves index values against an axis of length `n`: negatives count from the end.
 /// Returns them in row-major order of `idx`, or the first value that is out of range.
 pub fn resolve_indices<I: Scalar>(idx: View<'_, I>, n: usize) -> Result<Vec<usize>, i128> {
-    let resolve = |v: I| -> Option<usize> {
-        if I::IS_SIGNED {
-            let v = v.to_i64();
-            let w = if v < 0 { v + n as i64 } else { v };
-            (w >= 0 && (w as u64) < n as u64).then_some(w as usize)
-        } else {
-            let v = v.to_u64();
-            (v < n as u64).then_some(v as usize)
-        }
-    };
+    let bad = AtomicBool::new(false);
     let mut out = vec![0usize; idx.len()];
-    map1(&mut out, idx, |v| resolve(v).unwrap_or(usize::MAX));
-    if !out.contains(&usize::MAX) {
+    map1(&mut out, idx, |v| {
+        resolve_index(v, n).unwrap_or_else(|| {
+            bad.store(true, Relaxed);
+            0
+        })
+    });
+    if !bad.into_inner() {
         return Ok(out);
     }
-    // Error path only: find the offending raw value to report it.
+    // Error path only: read the values again to report the offending one.
     let mut raw = vec![I::default(); idx.len()];
     map1(&mut raw, idx, |v| v);
-    let bad = raw.into_iter().find(|&v| resolve(v).is_none()).expect("a bad index exists");
-    Err(if I::IS_SIGNED { bad.to_i64() as i128 } else { bad.to_u64() as i128 })
+    Err(first_bad(raw, n))
 }
 
 /// Runs `f(chunk_index, chunk)` on consecutive `chunk_len`-element chunks of `out`, in
@@ -40,19 +61,32 @@ pub fn for_each_chunk<T: Send, F>(out: &mut [T], chunk_len: usize, f: F)
 where
     F: Fn(usize, &mut [T]) + Sync,
 {
+    for_each_chunk_with(out, chunk_len, || (), |_, i, c| f(i, c));
+}
+
+/// [`for_each_chunk`] with scratch state: `init` makes one per task, and `f` gets it with
+/// every chunk of that task.
+pub fn for_each_chunk_with<T, S, I, F>(out: &mut [T], chunk_len: usize, init: I, f: F)
+where
+    T: Send,
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, usize, &mut [T]) + Sync,
+{
     if chunk_len == 0 || out.is_empty() {
         return;
     }
     if out.len() >= PARALLEL_THRESHOLD && out.len() > chunk_len {
         let per_task = (PARALLEL_THRESHOLD / 4).div_ceil(chunk_len).max(1);
         out.par_chunks_mut(per_task * chunk_len).enumerate().for_each(|(t, task)| {
+            let mut scratch = init();
             for (k, c) in task.chunks_mut(chunk_len).enumerate() {
-                f(t * per_task + k, c);
+                f(&mut scratch, t * per_task + k, c);
             }
         });
     } else {
+        let mut scratch = init();
         for (k, c) in out.chunks_mut(chunk_len).enumerate() {
-            f(k, c);
+            f(&mut scratch, k, c);
         }
     }
 }
@@ -112,20 +146,55 @@ impl Block {
 }
 
 /// `take` along `axis`: `out` has shape `src.shape[..axis] + [idx.len()] + src.shape[axis+1..]`
-/// (index dims flattened); every index must be below `src.shape[axis]`. Taking rows of a
-/// contiguous matrix is one `memcpy` per index.
-pub fn take<T: Copy + Send + Sync>(out: &mut [T], src: View<'_, T>, axis: usize, idx: &[usize]) {
+/// (index dims flattened). Indices are resolved as they are read; on an out-of-range one the
+/// output is left incomplete and the first such index returned. Taking rows of a contiguous
+/// matrix is one `memcpy` per index.
+pub fn take<T, I>(out: &mut [T], src: View<'_, T>, axis: usize, idx: &[I]) -> Result<(), i128>
+where
+    T: Copy + Send + Sync,
+    I: Scalar,
+{
     let block = Block::new(&src.shape[axis + 1..], &src.strides[axis + 1..]);
     let (outer_shape, outer_strides) = (&src.shape[..axis], &src.strides[..axis]);
-    let (n, ax_stride) = (idx.len(), src.strides[axis]);
-    debug_assert!(idx.iter().all(|&i| i < src.shape[axis]));
-    for_each_chunk(out, block.len, |r, row| {
-        let (o, j) = (r / n, r % n);
-        let base = src.offset as isize
-            + unravel_offset(o, outer_shape, outer_strides)
-            + idx[j] as isize * ax_stride;
-        block.copy(row, src.data, base);
-    });
+    let (n, len, ax_stride) = (idx.len(), src.shape[axis], src.strides[axis]);
+    if len == 0 && !out.is_empty() {
+        return Err(first_bad(idx.iter().copied(), len));
+    }
+    let outer_base = |o| src.offset as isize + unravel_offset(o, outer_shape, outer_strides);
+    // A bad index is flagged and replaced by 0 (in range, as `len > 0`).
+    let bad = AtomicBool::new(false);
+    let at = |i: I| {
+        resolve_index(i, len).unwrap_or_else(|| {
+            bad.store(true, Relaxed);
+            0
+        }) as isize
+            * ax_stride
+    };
+    if block.len == 1 {
+        // Single elements: fixed-size chunks of the output, each walked in runs that stay
+        // within one outer row so the inner loop is a plain gather.
+        const CHUNK: usize = 4096;
+        for_each_chunk(out, CHUNK, |c, mut chunk| {
+            let (mut o, mut j) = ((c * CHUNK) / n, (c * CHUNK) % n);
+            while !chunk.is_empty() {
+                let run = chunk.len().min(n - j);
+                let (head, rest) = std::mem::take(&mut chunk).split_at_mut(run);
+                let base = outer_base(o);
+                for (v, &i) in head.iter_mut().zip(&idx[j..j + run]) {
+                    *v = src.data[(base + at(i)) as usize];
+                }
+                (chunk, o, j) = (rest, o + 1, 0);
+            }
+        });
+    } else {
+        for_each_chunk(out, block.len, |r, row| {
+            block.copy(row, src.data, outer_base(r / n) + at(idx[r % n]));
+        });
+    }
+    if bad.into_inner() {
+        return Err(first_bad(idx.iter().copied(), len));
+    }
+    Ok(())
 }
 
 /// `take_along_axis`: `src` and the output share a shape except on `axis`; `idx` holds one
@@ -293,8 +362,12 @@ pub fn pad<T: Copy + Send + Sync>(
         };
         let (head, rest) = row.split_at_mut(lo);
         let (mid, tail) = rest.split_at_mut(n);
-        for (i, m) in mid.iter_mut().enumerate() {
-            *m = src.data[(off + i as isize * st) as usize];
+        if st == 1 {
+            mid.copy_from_slice(&src.data[off as usize..off as usize + n]);
+        } else {
+            for (i, m) in mid.iter_mut().enumerate() {
+                *m = src.data[(off + i as isize * st) as usize];
+            }
         }
         let edge = |at: isize| value.unwrap_or_else(|| src.data[at as usize]);
         if !head.is_empty() {
@@ -325,6 +398,12 @@ mod tests {
     fn negative_indices_wrap_and_out_of_range_is_reported() {
         let idx = [0i32, -1, 2];
         assert_eq!(resolve_indices(View::new(&idx, &[3], &[1], 0), 3), Ok(vec![0, 2, 2]));
+        let m = [10u8, 11, 12];
+        let mut out = [0u8; 2];
+        let v = View::new(&m, &[3], &[1], 0);
+        assert_eq!(take(&mut out, v, 0, &[-3i8, 2]), Ok(()));
+        assert_eq!(out, [10, 12]);
+        assert_eq!(take(&mut out, v, 0, &[1u16, 3]), Err(3));
         let bad = [1i64, -4];
         assert_eq!(resolve_indices(View::new(&bad, &[2], &[1], 0), 3), Err(-4));
         let big = [u64::MAX];
@@ -336,15 +415,15 @@ mod tests {
         let m: Vec<u32> = (0..12).collect(); // 3 x 4
         let view = View::new(&m, &[3, 4], &[4, 1], 0);
         let mut rows = [0u32; 8];
-        take(&mut rows, view, 0, &[2, 0]);
+        take(&mut rows, view, 0, &[2, 0]).unwrap();
         assert_eq!(rows, [8, 9, 10, 11, 0, 1, 2, 3]);
         let mut cols = [0u32; 6];
-        take(&mut cols, view, 1, &[3, 1]);
+        take(&mut cols, view, 1, &[-1i64, 1]).unwrap();
         assert_eq!(cols, [3, 1, 7, 5, 11, 9]);
         // Rows of the transpose (4 x 3) are strided blocks.
         let t = View::new(&m, &[4, 3], &[1, 4], 0);
         let mut trows = [0u32; 3];
-        take(&mut trows, t, 0, &[1]);
+        take(&mut trows, t, 0, &[1u32]).unwrap();
         assert_eq!(trows, [1, 5, 9]);
     }
 
@@ -352,11 +431,26 @@ mod tests {
     fn large_take_runs_parallel_in_order() {
         let (n, d) = (1000usize, 300usize);
         let table: Vec<u32> = (0..(n * d) as u32).collect();
-        let idx: Vec<usize> = (0..n).rev().collect();
+        let idx: Vec<i32> = (0..n as i32).rev().collect();
         let mut out = vec![0u32; n * d];
-        take(&mut out, View::new(&table, &[n, d], &[d as isize, 1], 0), 0, &idx);
+        take(&mut out, View::new(&table, &[n, d], &[d as isize, 1], 0), 0, &idx).unwrap();
         for (r, row) in out.chunks(d).enumerate() {
             assert_eq!(row[0] as usize, (n - 1 - r) * d);
+        }
+    }
+
+    #[test]
+    fn large_element_gather_crosses_rows_in_parallel() {
+        // Columns of a 3 x 50000 matrix: output chunks straddle the rows of the result.
+        let (rows, cols) = (3usize, 50_000usize);
+        let m: Vec<u32> = (0..(rows * cols) as u32).collect();
+        let idx: Vec<usize> = (0..40_000).map(|j| (j * 7) % cols).collect();
+        let raw: Vec<i64> = idx.iter().map(|&i| i as i64 - cols as i64).collect();
+        let mut out = vec![0u32; rows * idx.len()];
+        take(&mut out, View::new(&m, &[rows, cols], &[cols as isize, 1], 0), 1, &raw).unwrap();
+        for (p, &v) in out.iter().enumerate() {
+            let (r, j) = (p / idx.len(), p % idx.len());
+            assert_eq!(v as usize, r * cols + idx[j], "position {p}");
         }
     }
 

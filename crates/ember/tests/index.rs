@@ -139,6 +139,10 @@ fn gathers_read_broadcast_and_sliced_views() {
     assert_eq!(c.to_vec::<f32>().unwrap(), vec![0.0, 4.0, 10.0, 14.0]);
     let along = ops::take_along_axis(&s, &ints(&[2, 1], &[2, 1]), Some(1)).unwrap();
     assert_eq!(along.to_vec::<f32>().unwrap(), vec![0.0, 12.0]);
+    // Transposed (non-contiguous) indices: [[0, 2], [1, 0]].
+    let it = ops::transpose_all(&ints(&[0, 1, 2, 0], &[2, 2])).unwrap();
+    let v = Array::from_slice(&[10i64, 20, 30], &[3]).unwrap();
+    assert_eq!(ops::take(&v, &it, None).unwrap().to_vec::<i64>().unwrap(), vec![10, 30, 20, 10]);
     let upd = ops::slice_update(&s, &Array::scalar(-1f32), &[Slice::range(1, 2)]).unwrap();
     assert_eq!(upd.to_vec::<f32>().unwrap(), vec![4.0, 2.0, 0.0, -1.0, -1.0, -1.0]);
 }
@@ -248,6 +252,18 @@ fn bad_arguments_are_refused_with_the_op_name() {
         "[slice_update] update of shape [2, 2] cannot fill a slice of shape [2, 3]",
     );
     assert_err(ops::slice_update(&x, &y, &[Slice::FULL; 3]), "[slice_update] 3 slices given");
+}
+
+#[test]
+fn primitives_built_directly_check_their_inputs() {
+    use ember::op::Op;
+    use ember::ops::index::IndexOp;
+    let x = arange_f32(6, &[2, 3]);
+    let take = |inputs: Vec<Array>| Array::from_op(Op::Index(IndexOp::Take { axis: 1 }), inputs);
+    assert_err(take(vec![x.clone()]), "[take] takes 2 inputs, got 1");
+    assert_err(take(vec![x.clone(), x.clone()]), "[take] indices must have an integer dtype");
+    let concat = Op::Index(IndexOp::Concatenate { axis: 0 });
+    assert_err(Array::from_op(concat, vec![]), "[concatenate] takes 1 inputs, got 0");
 }
 
 #[test]

@@ -95,6 +95,15 @@ impl Primitive for IndexOp {
 
     fn infer(&self, inputs: &[&Array]) -> Result<Vec<OutSpec>> {
         let name = self.name();
+        let arity = match self {
+            IndexOp::ScatterAxis { .. } => 3,
+            IndexOp::Scatter { axes, .. } => axes.len() + 2,
+            IndexOp::Concatenate { .. } => inputs.len().max(1),
+            _ => 2,
+        };
+        if inputs.len() != arity {
+            bail!(name, "takes {} inputs, got {}", arity, inputs.len());
+        }
         let x = inputs[0];
         let shape = match self {
             IndexOp::Take { axis } => {
@@ -201,9 +210,6 @@ fn check_pad(shape: &[usize], low: &[usize], high: &[usize], mode: PadMode) -> R
 fn infer_scatter(name: &'static str, inputs: &[&Array], axes: &[usize]) -> Result<()> {
     let (x, upd) = (inputs[0], inputs[inputs.len() - 1]);
     let idx = &inputs[1..inputs.len() - 1];
-    if idx.len() != axes.len() {
-        bail!(name, "{} index arrays for {} axes", idx.len(), axes.len());
-    }
     for (k, &a) in axes.iter().enumerate() {
         check_axis(name, a, x.ndim())?;
         if axes[..k].contains(&a) {

@@ -41,7 +41,8 @@ impl Primitive for SortOp {
     }
 
     fn infer(&self, inputs: &[&Array]) -> Result<Vec<OutSpec>> {
-        let (name, x) = (self.name(), inputs[0]);
+        let name = self.name();
+        let [x] = inputs else { bail!(name, "takes 1 input, got {}", inputs.len()) };
         let (axis, kth, indices) = match *self {
             SortOp::Sort { axis } => (axis, None, false),
             SortOp::ArgSort { axis } => (axis, None, true),

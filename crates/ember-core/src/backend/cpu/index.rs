@@ -1,7 +1,7 @@
-//! Indexing ops on the CPU. Index arrays are resolved first (negatives wrapped, bounds
-//! checked: an out-of-range index is an error here, before anything is written). Pure data
-//! movement runs on same-sized unsigned integers, so those kernels exist once per element
-//! width rather than once per dtype.
+//! Indexing ops on the CPU. Index values are resolved (negatives wrapped) and bounds checked:
+//! an out-of-range index makes the op return an error. `take` reads its indices directly; the
+//! other ops resolve them first. Pure data movement runs on same-sized unsigned integers, so
+//! those kernels exist once per element width rather than once per dtype.
 
 use super::dispatch_int;
 use super::layout::to_contiguous;
@@ -56,11 +56,14 @@ fn bits_output<T: Element>(
     Ok(out)
 }
 
+fn out_of_bounds(op: &'static str, index: i128, axis: usize, n: usize) -> Error {
+    Error::op(op, format!("index {index} is out of bounds for axis {axis} with size {n}"))
+}
+
 /// The index values of `idx` for an axis of length `n`, in row-major order.
 fn resolve(op: &'static str, idx: &ReadyArray, axis: usize, n: usize) -> Result<Vec<usize>> {
-    dispatch_int!(idx.dtype, I => kernel::resolve_indices(idx.view::<I>(), n).map_err(|v| {
-        Error::op(op, format!("index {v} is out of bounds for axis {axis} with size {n}"))
-    }))
+    dispatch_int!(idx.dtype, I => kernel::resolve_indices(idx.view::<I>(), n)
+        .map_err(|v| out_of_bounds(op, v, axis, n)))
 }
 
 pub fn eval(op: &IndexOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
@@ -69,11 +72,15 @@ pub fn eval(op: &IndexOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<
     let x = &inputs[0];
     let out = match op {
         IndexOp::Take { axis } => {
-            let idx = resolve(name, &inputs[1], *axis, x.shape[*axis])?;
-            dispatch_width!(dtype, T => bits_output::<T>(dtype, shape, |out| {
-                kernel::take(out, bits::<T>(x), *axis, &idx);
-                Ok(())
-            }))?
+            let idx = to_contiguous(&inputs[1])?;
+            let n = x.shape[*axis];
+            dispatch_int!(idx.dtype, I => {
+                let idx = &idx.elements::<I>()[idx.offset..idx.offset + idx.size()];
+                dispatch_width!(dtype, T => bits_output::<T>(dtype, shape, |out| {
+                    kernel::take(out, bits::<T>(x), *axis, idx)
+                        .map_err(|v| out_of_bounds(name, v, *axis, n))
+                }))?
+            })
         }
         IndexOp::TakeAlongAxis { axis } => {
             let idx = resolve(name, &inputs[1], *axis, x.shape[*axis])?;
