@@ -261,6 +261,9 @@ const LANES: usize = 64;
 const BLOCK: usize = 4096;
 /// Half-precision runs are widened through a stack buffer of this many elements.
 const WIDEN_BUF: usize = 2048;
+/// Outputs an arg-reduction column kernel advances together: small enough for its values and
+/// indices to stay in L1, and to give threads several tiles of a single row.
+const ARG_TILE: usize = 1024;
 /// Outputs accumulated together in the column kernels.
 const TILE: usize = 4096;
 
@@ -297,7 +300,7 @@ fn fold_lanes<E: Copy, T: ReduceElem, R: Reducer<T>>(
 /// then vectorise eight floats wide and selects become blends (SSE2 code is the fallback, so one
 /// binary runs everywhere).
 macro_rules! with_avx2 {
-    ($body:ident::<$($t:ty),*>($($arg:expr),*)) => {{
+    ($body:ident::<$($t:tt),*>($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -321,13 +324,13 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn accumulate_body<T: ReduceElem, R: Reducer<T>>(
+    pub(super) fn accumulate_body<T: ReduceElem, R: Reducer<T>, const K: usize>(
         acc: &mut [R::Acc],
-        src: &[T],
+        rows: [&[T]; K],
         buf: &mut [T::Wide],
         r: R,
     ) {
-        super::accumulate_body(acc, src, buf, r)
+        super::accumulate_body(acc, rows, buf, r)
     }
 
     #[target_feature(enable = "avx2")]
@@ -336,14 +339,14 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn arg_accumulate_body<T: ReduceElem, E: Extreme>(
+    pub(super) fn arg_accumulate_body<T: ReduceElem, E: Extreme, const K: usize>(
         best: &mut [T::Wide],
-        idx: &mut [u32],
-        src: &[T],
-        i: u32,
+        idx: &mut [i32],
+        rows: [&[T]; K],
+        i0: i32,
         e: E,
     ) {
-        super::arg_accumulate_body(best, idx, src, i, e)
+        super::arg_accumulate_body(best, idx, rows, i0, e)
     }
 }
 
@@ -373,29 +376,43 @@ fn fold_contiguous_body<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc 
     acc
 }
 
-/// Folds one input row into a row of accumulators (`buf`: scratch for widening, as long as
-/// `src` when `T::BULK_WIDEN`).
-fn accumulate<T: ReduceElem, R: Reducer<T>>(
+/// Input rows the column kernels fold per pass over their accumulators: fewer loads and stores
+/// of the accumulators, and no store that only sometimes changes a value (which the vectoriser
+/// turns into a slow masked store).
+const ROWS: usize = 4;
+
+/// Folds `K` input rows, in order, into a row of accumulators (`buf`: scratch for widening, as
+/// long as the rows when `T::BULK_WIDEN`).
+fn accumulate<T: ReduceElem, R: Reducer<T>, const K: usize>(
     acc: &mut [R::Acc],
-    src: &[T],
+    rows: [&[T]; K],
     buf: &mut [T::Wide],
     r: R,
 ) {
-    with_avx2!(accumulate_body::<T, R>(acc, src, buf, r))
+    with_avx2!(accumulate_body::<T, R, K>(acc, rows, buf, r))
 }
 
 #[inline(always)]
-fn accumulate_body<T: ReduceElem, R: Reducer<T>>(
+fn accumulate_body<T: ReduceElem, R: Reducer<T>, const K: usize>(
     acc: &mut [R::Acc],
-    src: &[T],
+    rows: [&[T]; K],
     buf: &mut [T::Wide],
     r: R,
 ) {
     if T::BULK_WIDEN {
-        T::wide_slice(src, buf);
-        acc.iter_mut().zip(&*buf).for_each(|(a, &v)| *a = r.step(*a, v));
-    } else {
-        acc.iter_mut().zip(src).for_each(|(a, &v)| *a = r.step(*a, v.wide()));
+        for row in rows {
+            T::wide_slice(row, buf);
+            acc.iter_mut().zip(&*buf).for_each(|(a, &v)| *a = r.step(*a, v));
+        }
+        return;
+    }
+    let rows = rows.map(|row| &row[..acc.len()]);
+    for (c, a) in acc.iter_mut().enumerate() {
+        let mut v = *a;
+        for row in &rows {
+            v = r.step(v, row[c].wide());
+        }
+        *a = v;
     }
 }
 
@@ -610,11 +627,25 @@ fn reduce_columns<T: ReduceElem, R: Reducer<T>>(
         let mut acc = vec![r.init(); w];
         let mut buf = vec![T::Wide::zero(); if T::BULK_WIDEN && xs_in == 1 { w } else { 0 }];
         red.for_runs(s, e, |o, j, len| {
-            for jj in j..j + len {
-                let off = base + o + jj as isize * stride;
+            let row = |jj: usize| {
+                let off = (base + o + jj as isize * stride) as usize;
+                &x.data[off..off + w]
+            };
+            let mut jj = j;
+            while xs_in == 1 && jj + ROWS <= j + len {
+                accumulate::<T, R, ROWS>(
+                    &mut acc,
+                    std::array::from_fn(|k| row(jj + k)),
+                    &mut buf,
+                    r,
+                );
+                jj += ROWS;
+            }
+            for jj in jj..j + len {
                 if xs_in == 1 {
-                    accumulate(&mut acc, &x.data[off as usize..off as usize + w], &mut buf, r);
+                    accumulate::<T, R, 1>(&mut acc, [row(jj)], &mut buf, r);
                 } else {
+                    let off = base + o + jj as isize * stride;
                     for (c, a) in acc.iter_mut().enumerate() {
                         *a = r.step(*a, x.data[(off + c as isize * xs_in) as usize].wide());
                     }
@@ -747,30 +778,43 @@ pub fn arg_reduce<T: ReduceElem, E: Extreme>(out: &mut [u32], x: View<'_, T>, ax
             let base = ro + c0 as isize * ks;
             let mut best: Vec<T::Wide> =
                 (0..seg.len()).map(|c| at(base + c as isize * ks)).collect();
-            seg.fill(0);
-            for i in 1..n {
-                let off = base + i as isize * sa;
+            let mut idx = vec![0i32; seg.len()];
+            let w = seg.len();
+            let row = |i: usize| {
+                let off = (base + i as isize * sa) as usize;
+                &x.data[off..off + w]
+            };
+            let mut first = 1;
+            while ks == 1 && first + ROWS <= n {
+                let rows = std::array::from_fn(|k| row(first + k));
+                arg_accumulate::<T, E, ROWS>(&mut best, &mut idx, rows, first as i32, e);
+                first += ROWS;
+            }
+            for i in first..n {
                 if ks == 1 {
-                    let src = &x.data[off as usize..off as usize + seg.len()];
-                    arg_accumulate(&mut best, seg, src, i as u32, e);
+                    arg_accumulate::<T, E, 1>(&mut best, &mut idx, [row(i)], i as i32, e);
                     continue;
                 }
-                for (c, (b, o)) in best.iter_mut().zip(seg.iter_mut()).enumerate() {
+                let off = base + i as isize * sa;
+                for (c, (b, o)) in best.iter_mut().zip(idx.iter_mut()).enumerate() {
                     let v = at(off + c as isize * ks);
                     if e.beats(v, *b) {
-                        (*b, *o) = (v, i as u32);
+                        (*b, *o) = (v, i as i32);
                     }
                 }
             }
+            seg.iter_mut().zip(idx).for_each(|(o, i)| *o = i as u32);
         };
         if out.len() * n >= PARALLEL_THRESHOLD {
             out.par_chunks_mut(kn).enumerate().for_each(|(q, row)| {
-                row.par_chunks_mut(TILE).enumerate().for_each(|(t, s)| fill_tile(q, t * TILE, s))
+                row.par_chunks_mut(ARG_TILE)
+                    .enumerate()
+                    .for_each(|(t, s)| fill_tile(q, t * ARG_TILE, s))
             });
         } else {
             for (q, row) in out.chunks_mut(kn).enumerate() {
-                for (t, seg) in row.chunks_mut(TILE).enumerate() {
-                    fill_tile(q, t * TILE, seg);
+                for (t, seg) in row.chunks_mut(ARG_TILE).enumerate() {
+                    fill_tile(q, t * ARG_TILE, seg);
                 }
             }
         }
@@ -820,14 +864,15 @@ fn arg_fold_body<T: ReduceElem, E: Extreme>(xs: &[T], e: E) -> (T::Wide, usize) 
     // which the vectoriser would turn into a slow masked store. Between lanes, equal values
     // go to the lower index.
     let first = xs[0].wide();
-    let (mut best, mut idx) = ([first; LANES], [0u32; LANES]);
+    let (mut best, mut idx) = ([first; LANES], [0i32; LANES]);
     let mut chunks = xs.chunks_exact(LANES);
     for (k, c) in (&mut chunks).enumerate() {
-        let base = (k * LANES) as u32;
-        arg_step(&mut best, &mut idx, c, |j| base + j as u32, e);
+        let base = (k * LANES) as i32;
+        arg_step(&mut best, &mut idx, c, |j| base + j as i32, e);
     }
     let mut res = (first, 0usize);
     for (&v, &i) in best.iter().zip(&idx) {
+        let i = i as u32;
         if e.beats(v, res.0) || (!e.beats(res.0, v) && (i as usize) < res.1) {
             res = (v, i as usize);
         }
@@ -842,40 +887,52 @@ fn arg_fold_body<T: ReduceElem, E: Extreme>(xs: &[T], e: E) -> (T::Wide, usize) 
 }
 
 /// Advances running bests (`idx`: their indices, which `index(j)` never decreases) by `src`.
+/// Indices are i32 so that `max(o, 0)` is not provably `o`: the store then stays
+/// unconditional instead of becoming a slow masked one.
 #[inline(always)]
 fn arg_step<T: ReduceElem, E: Extreme>(
     best: &mut [T::Wide],
-    idx: &mut [u32],
+    idx: &mut [i32],
     src: &[T],
-    index: impl Fn(usize) -> u32,
+    index: impl Fn(usize) -> i32,
     e: E,
 ) {
     for (j, ((b, o), &x)) in best.iter_mut().zip(idx.iter_mut()).zip(src).enumerate() {
         let v = x.wide();
-        let beats = e.beats(v, *b) as u32;
+        let beats = e.beats(v, *b) as i32;
         *o = (*o).max(beats * index(j));
         *b = e.pick(*b, v);
     }
 }
 
-/// Advances a row of running bests (`idx`: their indices) by input row `src`, index `i`.
-fn arg_accumulate<T: ReduceElem, E: Extreme>(
+/// Advances a row of running bests (`idx`: their indices) by the `K` input rows `rows`, the
+/// first of index `i0`.
+fn arg_accumulate<T: ReduceElem, E: Extreme, const K: usize>(
     best: &mut [T::Wide],
-    idx: &mut [u32],
-    src: &[T],
-    i: u32,
+    idx: &mut [i32],
+    rows: [&[T]; K],
+    i0: i32,
     e: E,
 ) {
-    with_avx2!(arg_accumulate_body::<T, E>(best, idx, src, i, e))
+    with_avx2!(arg_accumulate_body::<T, E, K>(best, idx, rows, i0, e))
 }
 
 #[inline(always)]
-fn arg_accumulate_body<T: ReduceElem, E: Extreme>(
+fn arg_accumulate_body<T: ReduceElem, E: Extreme, const K: usize>(
     best: &mut [T::Wide],
-    idx: &mut [u32],
-    src: &[T],
-    i: u32,
+    idx: &mut [i32],
+    rows: [&[T]; K],
+    i0: i32,
     e: E,
 ) {
-    arg_step(best, idx, src, |_| i, e)
+    let rows = rows.map(|row| &row[..best.len()]);
+    for (c, (b, o)) in best.iter_mut().zip(idx.iter_mut()).enumerate() {
+        let (mut bv, mut bi) = (*b, *o);
+        for (k, row) in rows.iter().enumerate() {
+            let v = row[c].wide();
+            bi = bi.max(e.beats(v, bv) as i32 * (i0 + k as i32));
+            bv = e.pick(bv, v);
+        }
+        (*b, *o) = (bv, bi);
+    }
 }
