@@ -1,4 +1,4 @@
-//! Reductions, arg-reductions and scans over strided views.
+//! Reductions and arg-reductions over strided views.
 //!
 //! A reduction folds the reduced axes of a view into one output element per position of the
 //! kept axes; the output is contiguous in the kept axes' order. Loops follow the input's memory
@@ -266,6 +266,10 @@ const WIDEN_BUF: usize = 2048;
 const ARG_TILE: usize = 1024;
 /// Outputs accumulated together in the column kernels.
 const TILE: usize = 4096;
+/// Input rows the column kernels fold per pass over their accumulators: fewer loads and stores
+/// of the accumulators, and no store that only sometimes changes a value (which the vectoriser
+/// turns into a slow masked store).
+const ROWS: usize = 4;
 
 /// Folds `xs` (already widened by `f`) with `LANES` accumulators combined pairwise.
 #[inline(always)]
@@ -296,9 +300,9 @@ fn fold_lanes<E: Copy, T: ReduceElem, R: Reducer<T>>(
     acc
 }
 
-/// Runs one of the hot loops below compiled for AVX2 when the CPU has it: the generic loops
-/// then vectorise eight floats wide and selects become blends (SSE2 code is the fallback, so one
-/// binary runs everywhere).
+/// The body of a function that runs one of the hot loops below compiled for AVX2 when the CPU
+/// has it: the generic loops then vectorise eight floats wide and selects become blends (SSE2
+/// code is the fallback, so one binary runs everywhere).
 macro_rules! with_avx2 {
     ($body:ident::<$($t:tt),*>($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
@@ -376,11 +380,6 @@ fn fold_contiguous_body<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc 
     acc
 }
 
-/// Input rows the column kernels fold per pass over their accumulators: fewer loads and stores
-/// of the accumulators, and no store that only sometimes changes a value (which the vectoriser
-/// turns into a slow masked store).
-const ROWS: usize = 4;
-
 /// Folds `K` input rows, in order, into a row of accumulators (`buf`: scratch for widening, as
 /// long as the rows when `T::BULK_WIDEN`).
 fn accumulate<T: ReduceElem, R: Reducer<T>, const K: usize>(
@@ -452,8 +451,8 @@ struct Reduced {
 }
 
 impl Reduced {
-    /// Calls `f(offset)` for flat positions `start..end`, a run at a time:
-    /// `f(run_offset, first, count)` covers `count` elements from `run_offset + first * stride`.
+    /// Visits flat positions `start..end` a run at a time: `f(run_offset, first, count)` covers
+    /// `count` elements from `run_offset + first * stride`.
     #[inline]
     fn for_runs(&self, start: usize, end: usize, mut f: impl FnMut(isize, usize, usize)) {
         let n = self.rows.inner_len;
