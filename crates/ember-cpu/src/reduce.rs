@@ -1,4 +1,4 @@
-//! Reductions, arg-reductions and scans over strided views.
+//! Reductions and arg-reductions over strided views.
 //!
 //! A reduction folds the reduced axes of a view into one output element per position of the
 //! kept axes; the output is contiguous in the kept axes' order. Loops follow the input's memory
@@ -253,15 +253,23 @@ impl<T: ReduceElem> Reducer<T> for Any {
     }
 }
 
-/// Independent accumulators per contiguous run: enough to hide add latency and fill vectors.
-const LANES: usize = 16;
+/// Independent accumulators per contiguous run, updated by a plain loop the vectoriser turns into
+/// a few wide registers (hiding add latency).
+const LANES: usize = 64;
 /// A contiguous run is folded in blocks whose lane results are combined before the next block,
 /// so a float sum's rounding error grows with the number of blocks, not the run length.
-const BLOCK: usize = 1024;
+const BLOCK: usize = 4096;
 /// Half-precision runs are widened through a stack buffer of this many elements.
 const WIDEN_BUF: usize = 2048;
+/// Outputs an arg-reduction column kernel advances together: small enough for its values and
+/// indices to stay in L1, and to give threads several tiles of a single row.
+const ARG_TILE: usize = 1024;
 /// Outputs accumulated together in the column kernels.
 const TILE: usize = 4096;
+/// Input rows the column kernels fold per pass over their accumulators: fewer loads and stores
+/// of the accumulators, and no store that only sometimes changes a value (which the vectoriser
+/// turns into a slow masked store).
+const ROWS: usize = 4;
 
 /// Folds `xs` (already widened by `f`) with `LANES` accumulators combined pairwise.
 #[inline(always)]
@@ -273,30 +281,30 @@ fn fold_lanes<E: Copy, T: ReduceElem, R: Reducer<T>>(
     let mut lanes = [r.init(); LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for c in &mut chunks {
-        let c: &[E; LANES] = c.try_into().expect("chunks_exact gives LANES elements");
-        for j in 0..LANES {
-            lanes[j] = r.step(lanes[j], f(c[j]));
+        for (a, &x) in lanes.iter_mut().zip(c) {
+            *a = r.step(*a, f(x));
         }
-    }
-    let mut tail = r.init();
-    for &x in chunks.remainder() {
-        tail = r.step(tail, f(x));
     }
     let mut width = LANES;
     while width > 1 {
         width /= 2;
-        for j in 0..width {
-            lanes[j] = r.merge(lanes[j], lanes[j + width]);
+        let (lo, hi) = lanes.split_at_mut(width);
+        for (a, &b) in lo.iter_mut().zip(&*hi) {
+            *a = r.merge(*a, b);
         }
     }
-    r.merge(lanes[0], tail)
+    let mut acc = lanes[0];
+    for &x in chunks.remainder() {
+        acc = r.step(acc, f(x));
+    }
+    acc
 }
 
-/// Runs one of the hot loops below compiled for AVX2 when the CPU has it: the generic loops
-/// then vectorise eight floats wide and selects become blends (SSE2 code is the fallback, so one
-/// binary runs everywhere).
+/// The body of a function that runs one of the hot loops below compiled for AVX2 when the CPU
+/// has it: the generic loops then vectorise eight floats wide and selects become blends (SSE2
+/// code is the fallback, so one binary runs everywhere).
 macro_rules! with_avx2 {
-    ($body:ident::<$($t:ty),*>($($arg:expr),*)) => {{
+    ($body:ident::<$($t:tt),*>($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -312,7 +320,7 @@ macro_rules! with_avx2 {
 /// AVX2 builds of the hot loops: the same code, inlined into functions compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{ReduceElem, Reducer};
+    use super::{Extreme, ReduceElem, Reducer};
 
     #[target_feature(enable = "avx2")]
     pub(super) fn fold_contiguous_body<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc {
@@ -320,32 +328,29 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn accumulate_body<T: ReduceElem, R: Reducer<T>>(
+    pub(super) fn accumulate_body<T: ReduceElem, R: Reducer<T>, const K: usize>(
         acc: &mut [R::Acc],
-        src: &[T],
+        rows: [&[T]; K],
         buf: &mut [T::Wide],
         r: R,
     ) {
-        super::accumulate_body(acc, src, buf, r)
+        super::accumulate_body(acc, rows, buf, r)
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn arg_fold_body<T: ReduceElem, F: Fn(T::Wide, T::Wide) -> bool>(
-        xs: &[T],
-        better: F,
-    ) -> (T::Wide, usize) {
-        super::arg_fold_body(xs, better)
+    pub(super) fn arg_fold_body<T: ReduceElem, E: Extreme>(xs: &[T], e: E) -> (T::Wide, usize) {
+        super::arg_fold_body(xs, e)
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn arg_accumulate_body<T: ReduceElem, F: Fn(T::Wide, T::Wide) -> bool>(
+    pub(super) fn arg_accumulate_body<T: ReduceElem, E: Extreme, const K: usize>(
         best: &mut [T::Wide],
-        idx: &mut [u32],
-        rows: [&[T]; super::ARG_ROWS],
-        i0: u32,
-        better: F,
+        idx: &mut [i32],
+        rows: [&[T]; K],
+        i0: i32,
+        e: E,
     ) {
-        super::arg_accumulate_body(best, idx, rows, i0, better)
+        super::arg_accumulate_body(best, idx, rows, i0, e)
     }
 }
 
@@ -375,29 +380,38 @@ fn fold_contiguous_body<T: ReduceElem, R: Reducer<T>>(xs: &[T], r: R) -> R::Acc 
     acc
 }
 
-/// Folds one input row into a row of accumulators (`buf`: scratch for widening, as long as
-/// `src` when `T::BULK_WIDEN`).
-fn accumulate<T: ReduceElem, R: Reducer<T>>(
+/// Folds `K` input rows, in order, into a row of accumulators (`buf`: scratch for widening, as
+/// long as the rows when `T::BULK_WIDEN`).
+fn accumulate<T: ReduceElem, R: Reducer<T>, const K: usize>(
     acc: &mut [R::Acc],
-    src: &[T],
+    rows: [&[T]; K],
     buf: &mut [T::Wide],
     r: R,
 ) {
-    with_avx2!(accumulate_body::<T, R>(acc, src, buf, r))
+    with_avx2!(accumulate_body::<T, R, K>(acc, rows, buf, r))
 }
 
 #[inline(always)]
-fn accumulate_body<T: ReduceElem, R: Reducer<T>>(
+fn accumulate_body<T: ReduceElem, R: Reducer<T>, const K: usize>(
     acc: &mut [R::Acc],
-    src: &[T],
+    rows: [&[T]; K],
     buf: &mut [T::Wide],
     r: R,
 ) {
     if T::BULK_WIDEN {
-        T::wide_slice(src, buf);
-        acc.iter_mut().zip(&*buf).for_each(|(a, &v)| *a = r.step(*a, v));
-    } else {
-        acc.iter_mut().zip(src).for_each(|(a, &v)| *a = r.step(*a, v.wide()));
+        for row in rows {
+            T::wide_slice(row, buf);
+            acc.iter_mut().zip(&*buf).for_each(|(a, &v)| *a = r.step(*a, v));
+        }
+        return;
+    }
+    let rows = rows.map(|row| &row[..acc.len()]);
+    for (c, a) in acc.iter_mut().enumerate() {
+        let mut v = *a;
+        for row in &rows {
+            v = r.step(v, row[c].wide());
+        }
+        *a = v;
     }
 }
 
@@ -437,8 +451,8 @@ struct Reduced {
 }
 
 impl Reduced {
-    /// Calls `f(offset)` for flat positions `start..end`, a run at a time:
-    /// `f(run_offset, first, count)` covers `count` elements from `run_offset + first * stride`.
+    /// Visits flat positions `start..end` a run at a time: `f(run_offset, first, count)` covers
+    /// `count` elements from `run_offset + first * stride`.
     #[inline]
     fn for_runs(&self, start: usize, end: usize, mut f: impl FnMut(isize, usize, usize)) {
         let n = self.rows.inner_len;
@@ -612,11 +626,25 @@ fn reduce_columns<T: ReduceElem, R: Reducer<T>>(
         let mut acc = vec![r.init(); w];
         let mut buf = vec![T::Wide::zero(); if T::BULK_WIDEN && xs_in == 1 { w } else { 0 }];
         red.for_runs(s, e, |o, j, len| {
-            for jj in j..j + len {
-                let off = base + o + jj as isize * stride;
+            let row = |jj: usize| {
+                let off = (base + o + jj as isize * stride) as usize;
+                &x.data[off..off + w]
+            };
+            let mut jj = j;
+            while xs_in == 1 && jj + ROWS <= j + len {
+                accumulate::<T, R, ROWS>(
+                    &mut acc,
+                    std::array::from_fn(|k| row(jj + k)),
+                    &mut buf,
+                    r,
+                );
+                jj += ROWS;
+            }
+            for jj in jj..j + len {
                 if xs_in == 1 {
-                    accumulate(&mut acc, &x.data[off as usize..off as usize + w], &mut buf, r);
+                    accumulate::<T, R, 1>(&mut acc, [row(jj)], &mut buf, r);
                 } else {
+                    let off = base + o + jj as isize * stride;
                     for (c, a) in acc.iter_mut().enumerate() {
                         *a = r.step(*a, x.data[(off + c as isize * xs_in) as usize].wide());
                     }
@@ -676,13 +704,47 @@ fn reduce_columns<T: ReduceElem, R: Reducer<T>>(
     }
 }
 
-/// For each position of the axes other than `axis`, the index along `axis` of the first element
-/// no later element beats (`better(a, b)`: `a` beats `b`). `out` is row-major over the other
-/// axes; `axis` must not be empty.
-pub fn arg_reduce<T: ReduceElem, F>(out: &mut [u32], x: View<'_, T>, axis: usize, better: F)
-where
-    F: Fn(T::Wide, T::Wide) -> bool + Sync + Copy,
-{
+/// Which extreme an arg-reduction looks for.
+pub trait Extreme: Copy + Send + Sync {
+    /// Whether `a` beats `b`: strictly more extreme, or the first NaN (NumPy's rule).
+    fn beats<W: MinMax>(self, a: W, b: W) -> bool;
+    /// The better of the two values (NaN if either is).
+    fn pick<W: MinMax>(self, a: W, b: W) -> W;
+}
+
+/// argmax.
+#[derive(Clone, Copy, Debug)]
+pub struct Largest;
+/// argmin.
+#[derive(Clone, Copy, Debug)]
+pub struct Smallest;
+
+impl Extreme for Largest {
+    #[inline(always)]
+    fn beats<W: MinMax>(self, a: W, b: W) -> bool {
+        // Non-short-circuit operators keep this branch-free, so loops over it vectorise.
+        (a > b) | (a.is_nan() & !b.is_nan())
+    }
+    #[inline(always)]
+    fn pick<W: MinMax>(self, a: W, b: W) -> W {
+        nan_or(a, b, W::max_num)
+    }
+}
+
+impl Extreme for Smallest {
+    #[inline(always)]
+    fn beats<W: MinMax>(self, a: W, b: W) -> bool {
+        (a < b) | (a.is_nan() & !b.is_nan())
+    }
+    #[inline(always)]
+    fn pick<W: MinMax>(self, a: W, b: W) -> W {
+        nan_or(a, b, W::min_num)
+    }
+}
+
+/// For each position of the axes other than `axis`, the index along `axis` of its first most
+/// extreme element. `out` is row-major over the other axes; `axis` must not be empty.
+pub fn arg_reduce<T: ReduceElem, E: Extreme>(out: &mut [u32], x: View<'_, T>, axis: usize, e: E) {
     let (n, sa) = (x.shape[axis], x.strides[axis]);
     let (mut shape, mut strides) = (x.shape.to_vec(), x.strides.to_vec());
     shape.remove(axis);
@@ -691,15 +753,15 @@ where
     let (kn, [ks]) = (outs.inner_len, outs.inner_strides);
     let at = |o: isize| x.data[o as usize].wide();
     // The best (value, index) among indices `s..e` of the axis from `base`.
-    let best_in = |base: isize, s: usize, e: usize| {
+    let best_in = |base: isize, s: usize, end: usize| {
         if sa == 1 {
-            let (best, i) = arg_fold(&x.data[(base as usize + s)..(base as usize + e)], better);
+            let (best, i) = arg_fold(&x.data[(base as usize + s)..(base as usize + end)], e);
             return (best, s + i);
         }
         let (mut best, mut bi) = (at(base + s as isize * sa), s);
-        for i in s + 1..e {
+        for i in s + 1..end {
             let v = at(base + i as isize * sa);
-            if better(v, best) {
+            if e.beats(v, best) {
                 (best, bi) = (v, i);
             }
         }
@@ -715,37 +777,43 @@ where
             let base = ro + c0 as isize * ks;
             let mut best: Vec<T::Wide> =
                 (0..seg.len()).map(|c| at(base + c as isize * ks)).collect();
-            seg.fill(0);
+            let mut idx = vec![0i32; seg.len()];
+            let w = seg.len();
+            let row = |i: usize| {
+                let off = (base + i as isize * sa) as usize;
+                &x.data[off..off + w]
+            };
             let mut first = 1;
-            if ks == 1 {
-                let w = seg.len();
-                while first + ARG_ROWS <= n {
-                    let rows = std::array::from_fn(|k| {
-                        let off = (base + (first + k) as isize * sa) as usize;
-                        &x.data[off..off + w]
-                    });
-                    arg_accumulate(&mut best, seg, rows, first as u32, better);
-                    first += ARG_ROWS;
-                }
+            while ks == 1 && first + ROWS <= n {
+                let rows = std::array::from_fn(|k| row(first + k));
+                arg_accumulate::<T, E, ROWS>(&mut best, &mut idx, rows, first as i32, e);
+                first += ROWS;
             }
             for i in first..n {
+                if ks == 1 {
+                    arg_accumulate::<T, E, 1>(&mut best, &mut idx, [row(i)], i as i32, e);
+                    continue;
+                }
                 let off = base + i as isize * sa;
-                for (c, (b, o)) in best.iter_mut().zip(seg.iter_mut()).enumerate() {
+                for (c, (b, o)) in best.iter_mut().zip(idx.iter_mut()).enumerate() {
                     let v = at(off + c as isize * ks);
-                    if better(v, *b) {
-                        (*b, *o) = (v, i as u32);
+                    if e.beats(v, *b) {
+                        (*b, *o) = (v, i as i32);
                     }
                 }
             }
+            seg.iter_mut().zip(idx).for_each(|(o, i)| *o = i as u32);
         };
         if out.len() * n >= PARALLEL_THRESHOLD {
             out.par_chunks_mut(kn).enumerate().for_each(|(q, row)| {
-                row.par_chunks_mut(TILE).enumerate().for_each(|(t, s)| fill_tile(q, t * TILE, s))
+                row.par_chunks_mut(ARG_TILE)
+                    .enumerate()
+                    .for_each(|(t, s)| fill_tile(q, t * ARG_TILE, s))
             });
         } else {
             for (q, row) in out.chunks_mut(kn).enumerate() {
-                for (t, seg) in row.chunks_mut(TILE).enumerate() {
-                    fill_tile(q, t * TILE, seg);
+                for (t, seg) in row.chunks_mut(ARG_TILE).enumerate() {
+                    fill_tile(q, t * ARG_TILE, seg);
                 }
             }
         }
@@ -776,106 +844,94 @@ where
                 // In index order, a later piece wins only by beating the best so far.
                 let mut it = pieces.into_iter();
                 let first = it.next().expect("the axis is not empty");
-                let (_, bi) = it.fold(first, |a, b| if better(b.0, a.0) { b } else { a });
+                let (_, bi) = it.fold(first, |a, b| if e.beats(b.0, a.0) { b } else { a });
                 *o = bi as u32;
             }
         }
     }
 }
 
-/// The first best element of a contiguous, non-empty run and its index.
-fn arg_fold<T: ReduceElem, F>(xs: &[T], better: F) -> (T::Wide, usize)
-where
-    F: Fn(T::Wide, T::Wide) -> bool + Copy,
-{
-    with_avx2!(arg_fold_body::<T, F>(xs, better))
+/// The first most extreme element of a contiguous, non-empty run and its index.
+fn arg_fold<T: ReduceElem, E: Extreme>(xs: &[T], e: E) -> (T::Wide, usize) {
+    with_avx2!(arg_fold_body::<T, E>(xs, e))
 }
 
 #[inline(always)]
-fn arg_fold_body<T: ReduceElem, F>(xs: &[T], better: F) -> (T::Wide, usize)
-where
-    F: Fn(T::Wide, T::Wide) -> bool,
-{
-    // Each lane keeps the first best of the elements it sees (branch-free, so it vectorises);
-    // between lanes, equal values go to the lower index.
+fn arg_fold_body<T: ReduceElem, E: Extreme>(xs: &[T], e: E) -> (T::Wide, usize) {
+    // Each lane keeps the first best of the elements it sees. Updates are written as a pick
+    // and a max of indices (later indices are larger), never as a select of the old value,
+    // which the vectoriser would turn into a slow masked store. Between lanes, equal values
+    // go to the lower index.
     let first = xs[0].wide();
-    let (mut best, mut idx) = ([first; LANES], [0u32; LANES]);
+    let (mut best, mut idx) = ([first; LANES], [0i32; LANES]);
     let mut chunks = xs.chunks_exact(LANES);
     for (k, c) in (&mut chunks).enumerate() {
-        let c: &[T; LANES] = c.try_into().expect("chunks_exact gives LANES elements");
-        let base = (k * LANES) as u32;
-        for j in 0..LANES {
-            let v = c[j].wide();
-            let b = better(v, best[j]);
-            best[j] = if b { v } else { best[j] };
-            idx[j] = if b { base + j as u32 } else { idx[j] };
-        }
+        let base = (k * LANES) as i32;
+        arg_step(&mut best, &mut idx, c, |j| base + j as i32, e);
     }
     let mut res = (first, 0usize);
     for (&v, &i) in best.iter().zip(&idx) {
-        if better(v, res.0) || (!better(res.0, v) && (i as usize) < res.1) {
+        let i = i as u32;
+        if e.beats(v, res.0) || (!e.beats(res.0, v) && (i as usize) < res.1) {
             res = (v, i as usize);
         }
     }
     let tail = xs.len() - chunks.remainder().len();
     for (i, &x) in chunks.remainder().iter().enumerate() {
-        if better(x.wide(), res.0) {
+        if e.beats(x.wide(), res.0) {
             res = (x.wide(), tail + i);
         }
     }
     res
 }
 
-/// Input rows an arg-reduction column step takes at once: the running bests are then written
-/// once per block, never as a conditional (masked) store per row.
-const ARG_ROWS: usize = 4;
-
-/// Advances a row of running bests (`idx`: their indices) by the input rows `rows`, whose
-/// first has index `i0`.
-fn arg_accumulate<T: ReduceElem, F>(
+/// Advances running bests (`idx`: their indices, which `index(j)` never decreases) by `src`.
+/// Indices are i32 so that `max(o, 0)` is not provably `o`: the store then stays
+/// unconditional instead of becoming a slow masked one.
+#[inline(always)]
+fn arg_step<T: ReduceElem, E: Extreme>(
     best: &mut [T::Wide],
-    idx: &mut [u32],
-    rows: [&[T]; ARG_ROWS],
-    i0: u32,
-    better: F,
-) where
-    F: Fn(T::Wide, T::Wide) -> bool + Copy,
-{
-    with_avx2!(arg_accumulate_body::<T, F>(best, idx, rows, i0, better))
+    idx: &mut [i32],
+    src: &[T],
+    index: impl Fn(usize) -> i32,
+    e: E,
+) {
+    for (j, ((b, o), &x)) in best.iter_mut().zip(idx.iter_mut()).zip(src).enumerate() {
+        let v = x.wide();
+        let beats = e.beats(v, *b) as i32;
+        *o = (*o).max(beats * index(j));
+        *b = e.pick(*b, v);
+    }
+}
+
+/// Advances a row of running bests (`idx`: their indices) by the `K` input rows `rows`, the
+/// first of index `i0`.
+fn arg_accumulate<T: ReduceElem, E: Extreme, const K: usize>(
+    best: &mut [T::Wide],
+    idx: &mut [i32],
+    rows: [&[T]; K],
+    i0: i32,
+    e: E,
+) {
+    with_avx2!(arg_accumulate_body::<T, E, K>(best, idx, rows, i0, e))
 }
 
 #[inline(always)]
-fn arg_accumulate_body<T: ReduceElem, F>(
+fn arg_accumulate_body<T: ReduceElem, E: Extreme, const K: usize>(
     best: &mut [T::Wide],
-    idx: &mut [u32],
-    rows: [&[T]; ARG_ROWS],
-    i0: u32,
-    better: F,
-) where
-    F: Fn(T::Wide, T::Wide) -> bool,
-{
-    let rows = rows.map(|r| &r[..best.len()]);
+    idx: &mut [i32],
+    rows: [&[T]; K],
+    i0: i32,
+    e: E,
+) {
+    let rows = rows.map(|row| &row[..best.len()]);
     for (c, (b, o)) in best.iter_mut().zip(idx.iter_mut()).enumerate() {
         let (mut bv, mut bi) = (*b, *o);
         for (k, row) in rows.iter().enumerate() {
             let v = row[c].wide();
-            let beats = better(v, bv);
-            bv = if beats { v } else { bv };
-            bi = if beats { i0 + k as u32 } else { bi };
+            bi = bi.max(e.beats(v, bv) as i32 * (i0 + k as i32));
+            bv = e.pick(bv, v);
         }
         (*b, *o) = (bv, bi);
     }
-}
-
-/// `better` for argmax: larger, or the first NaN (NumPy's rule).
-#[inline(always)]
-pub fn beats_max<W: Scalar>(a: W, b: W) -> bool {
-    // Non-short-circuit operators keep this branch-free, so loops over it vectorise.
-    (a > b) | (a.is_nan() & !b.is_nan())
-}
-
-/// `better` for argmin: smaller, or the first NaN.
-#[inline(always)]
-pub fn beats_min<W: Scalar>(a: W, b: W) -> bool {
-    (a < b) | (a.is_nan() & !b.is_nan())
 }

@@ -301,3 +301,83 @@ fn bad_arguments_are_errors_naming_the_op() {
     // As MLX, an empty array has no max even when no axis is reduced.
     assert!(err(ops::max(&empty, Some(&[]), false)).starts_with("[max]"));
 }
+
+#[test]
+fn long_runs_keep_first_index_of_ties_and_nans() {
+    // Long enough for the many-lane and parallel paths; extremes repeat, so ties must go to the
+    // first index, and a NaN must win over everything (the first NaN for argmax/argmin).
+    let n = 300_001;
+    let mut data: Vec<f32> = (0..n).map(|i| (noise(i) * 100.0).round()).collect();
+    let check = |data: &[f32], what: &str| {
+        let x = Array::from_slice(data, &[data.len()]).unwrap();
+        let nan_at = data.iter().position(|v| v.is_nan());
+        let (mut hi, mut lo) = (0, 0);
+        for (i, &v) in data.iter().enumerate() {
+            if v > data[hi] {
+                hi = i;
+            }
+            if v < data[lo] {
+                lo = i;
+            }
+        }
+        let (hi, lo) = nan_at.map_or((hi, lo), |i| (i, i));
+        let am = ops::argmax(&x, None, false).unwrap().item::<u32>().unwrap() as usize;
+        let an = ops::argmin(&x, Some(0), false).unwrap().item::<u32>().unwrap() as usize;
+        assert_eq!((am, an), (hi, lo), "{what}");
+        let mx = ops::max(&x, None, false).unwrap().item::<f32>().unwrap();
+        let mn = ops::min(&x, Some(&[0]), false).unwrap().item::<f32>().unwrap();
+        if nan_at.is_some() {
+            assert!(mx.is_nan() && mn.is_nan(), "{what}");
+        } else {
+            assert_eq!((mx, mn), (data[hi], data[lo]), "{what}");
+        }
+    };
+    check(&data, "ties");
+    for at in [250_000, 70, 299_999] {
+        data[at] = f32::NAN;
+        check(&data, &format!("NaN at {at}"));
+    }
+    // The same through the column kernels: each column holds one NaN, at different rows.
+    let (rows, cols) = (1001, 300);
+    let mut m: Vec<f32> = (0..rows * cols).map(|i| (noise(i) * 50.0).round()).collect();
+    for c in (0..cols).step_by(7) {
+        m[((c * 13) % rows) * cols + c] = f32::NAN;
+    }
+    let x = Array::from_slice(&m, &[rows, cols]).unwrap();
+    let args = ops::argmax(&x, Some(0), false).unwrap().to_vec::<u32>().unwrap();
+    let maxes = ops::max(&x, Some(&[0]), false).unwrap().to_vec::<f32>().unwrap();
+    for c in 0..cols {
+        let col: Vec<f32> = (0..rows).map(|r| m[r * cols + c]).collect();
+        let want = col
+            .iter()
+            .position(|v| v.is_nan())
+            .unwrap_or_else(|| (0..rows).fold(0, |b, r| if col[r] > col[b] { r } else { b }));
+        assert_eq!(args[c] as usize, want, "column {c}");
+        assert_eq!(maxes[c].is_nan(), col[want].is_nan(), "column {c}");
+        if !col[want].is_nan() {
+            assert_eq!(maxes[c], col[want], "column {c}");
+        }
+    }
+}
+
+#[test]
+fn large_half_precision_sums_match_a_naive_loop() {
+    let (rows, cols) = (1500, 700);
+    let data: Vec<f32> = (0..rows * cols).map(|i| (noise(i) * 64.0).round() / 64.0).collect();
+    for dtype in [Dtype::Float16, Dtype::Bfloat16] {
+        // The values are exact in both half types, so the naive f64 sum is the exact answer.
+        let x = Array::from_slice(&data, &[rows, cols]).unwrap().astype(dtype).unwrap();
+        for axis in [0usize, 1] {
+            let got = ops::sum(&x, Some(&[axis as isize]), false).unwrap();
+            assert_eq!(got.dtype(), dtype);
+            let want = naive_sum(&data, &[rows, cols], &[axis]);
+            let rel = if dtype == Dtype::Float16 { 1e-3 } else { 8e-3 };
+            for (i, (g, w)) in got.to_vec::<f64>().unwrap().iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= rel * w.abs() + 0.02,
+                    "{dtype} axis {axis} {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+}

@@ -213,17 +213,18 @@ reductions!(
     any => Any,
 );
 
-/// Number of elements each output of a reduction over `axes` folds, in `dtype`.
-fn count(x: &Array, axes: &[usize], dtype: Dtype) -> Result<Array> {
+/// Number of elements each output of a reduction over `axes` folds, less `ddof` (at least 0),
+/// as a 0-d array of `dtype`.
+fn count(x: &Array, axes: &[usize], ddof: usize, dtype: Dtype) -> Result<Array> {
     let n: usize = axes.iter().map(|&a| x.shape()[a]).product();
-    astype(&Array::scalar(n as f64), dtype)
+    astype(&Array::scalar(n.saturating_sub(ddof) as f64), dtype)
 }
 
 /// Arithmetic mean; integer inputs give float32. The mean of nothing is NaN.
 pub fn mean(x: &Array, axes: Option<&[isize]>, keepdims: bool) -> Result<Array> {
     let axes_v = resolve_axes("mean", x, axes)?;
     let s = astype(&sum(x, axes, keepdims)?, x.dtype().to_float())?;
-    divide(&s, &count(x, &axes_v, s.dtype())?)
+    divide(&s, &count(x, &axes_v, 0, s.dtype())?)
 }
 
 /// Variance: the mean squared deviation from the mean, divided by `n - ddof` instead of `n`
@@ -234,9 +235,7 @@ pub fn var(x: &Array, axes: Option<&[isize]>, keepdims: bool, ddof: usize) -> Re
     let x = astype(x, dtype)?;
     let mu = mean(&x, axes, true)?;
     let ss = sum(&square(&subtract(&x, &mu)?)?, axes, keepdims)?;
-    let n: usize = axes_v.iter().map(|&a| x.shape()[a]).product();
-    let denom = astype(&Array::scalar(n.saturating_sub(ddof) as f64), dtype)?;
-    divide(&ss, &denom)
+    divide(&ss, &count(&x, &axes_v, ddof, dtype)?)
 }
 
 /// Standard deviation: the square root of `var`.

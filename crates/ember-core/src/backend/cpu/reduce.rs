@@ -7,7 +7,7 @@ use crate::dtype::Element;
 use crate::op::OutSpec;
 use crate::ops::reduce::{ArgKind, ReduceKind, ReduceOp, ScanKind};
 use crate::{bail, dispatch, Result};
-use ember_cpu::reduce::{self as kernels, beats_max, beats_min, ReduceElem, Reducer};
+use ember_cpu::reduce::{self as kernels, ReduceElem, Reducer};
 use ember_cpu::scan::{scan as scan_kernel, ScanOrder};
 use ember_cpu::Scalar;
 
@@ -30,8 +30,8 @@ pub fn eval(op: &ReduceOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result
             let view = x.view::<T>();
             new_output::<u32>(shape, |out| {
                 match kind {
-                    ArgKind::ArgMax => kernels::arg_reduce(out, view, *axis, beats_max::<<T as ReduceElem>::Wide>),
-                    ArgKind::ArgMin => kernels::arg_reduce(out, view, *axis, beats_min::<<T as ReduceElem>::Wide>),
+                    ArgKind::ArgMax => kernels::arg_reduce(out, view, *axis, kernels::Largest),
+                    ArgKind::ArgMin => kernels::arg_reduce(out, view, *axis, kernels::Smallest),
                 }
                 Ok(())
             })?
