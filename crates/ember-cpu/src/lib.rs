@@ -7,6 +7,7 @@ pub mod fast;
 pub mod ggml;
 pub mod index;
 pub mod matmul;
+pub mod quantized;
 pub mod random;
 pub mod scalar;
 pub mod sort;
