@@ -5,7 +5,8 @@ use crate::array::Array;
 use crate::dtype::Dtype;
 use crate::ops::{
     conv::ConvOp, elementwise::BinaryOp, elementwise::UnaryOp, fast::FastOp, index::IndexOp,
-    layout::LayoutOp, linalg::LinalgOp, random::RandomOp, reduce::ReduceOp, sort::SortOp,
+    layout::LayoutOp, linalg::LinalgOp, quantized::QuantizedOp, random::RandomOp,
+    reduce::ReduceOp, sort::SortOp,
 };
 use crate::Result;
 
@@ -54,6 +55,7 @@ pub enum Op {
     Conv(ConvOp),
     Fast(FastOp),
     Random(RandomOp),
+    Quantized(QuantizedOp),
 }
 
 impl Op {
@@ -72,6 +74,7 @@ impl Op {
             Op::Conv(o) => o.name(),
             Op::Fast(o) => o.name(),
             Op::Random(o) => o.name(),
+            Op::Quantized(o) => o.name(),
         }
     }
 
@@ -90,6 +93,7 @@ impl Op {
             Op::Conv(o) => o.infer(inputs),
             Op::Fast(o) => o.infer(inputs),
             Op::Random(o) => o.infer(inputs),
+            Op::Quantized(o) => o.infer(inputs),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod gemm_bf16;
 pub mod ggml;
 pub mod index;
 pub mod matmul;
+pub mod quantized;
 pub mod random;
 pub mod reduce;
 pub mod scalar;

@@ -8,6 +8,7 @@ pub mod fast;
 pub mod index;
 pub mod layout;
 pub mod linalg;
+pub mod quantized;
 pub mod random;
 pub mod reduce;
 pub mod sort;
@@ -34,6 +35,7 @@ pub use index::{
 };
 pub use fast::softmax;
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
+pub use quantized::{dequantize_ggml, quantized_matmul_ggml};
 pub use sort::{argpartition, argsort, partition, sort, topk};
 pub use reduce::{
     all, any, argmax, argmin, cummax, cummin, cumprod, cumsum, logsumexp, max, mean, min, prod,

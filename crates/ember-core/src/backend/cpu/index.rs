@@ -66,9 +66,16 @@ fn resolve(op: &'static str, idx: &ReadyArray, axis: usize, n: usize) -> Result<
         .map_err(|v| out_of_bounds(op, v, axis, n)))
 }
 
-pub fn eval(op: &IndexOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
+pub fn eval(
+    op: &IndexOp,
+    inputs: &mut [ReadyArray],
+    outputs: &[OutSpec],
+) -> Result<Vec<ReadyArray>> {
     let name = crate::op::Primitive::name(op);
     let (shape, dtype) = (&outputs[0].0, outputs[0].1);
+    if let (IndexOp::SliceUpdate { start, step }, [x, upd]) = (op, &mut *inputs) {
+        return Ok(vec![slice_update(x, upd, start, step, shape)?]);
+    }
     let x = &inputs[0];
     let out = match op {
         IndexOp::Take { axis } => {
@@ -99,17 +106,7 @@ pub fn eval(op: &IndexOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<
             }))?
         }
         IndexOp::Scatter { axes, mode } => scatter(name, inputs, axes, *mode)?,
-        IndexOp::SliceUpdate { start, step } => {
-            let upd = &inputs[1];
-            let strides = contiguous_strides(shape);
-            let offset: isize = start.iter().zip(&strides).map(|(&s, &k)| s as isize * k).sum();
-            let region: Vec<isize> = strides.iter().zip(step).map(|(&k, &s)| k * s).collect();
-            dispatch_width!(dtype, T => bits_output::<T>(dtype, shape, |out| {
-                map1(out, bits::<T>(x), |v| v);
-                kernel::write_view(out, &region, offset as usize, bits::<T>(upd));
-                Ok(())
-            }))?
-        }
+        IndexOp::SliceUpdate { .. } => unreachable!("handled above"),
         IndexOp::Concatenate { axis } => dispatch_width!(dtype, T => {
             let parts: Vec<View<'_, T>> = inputs.iter().map(bits::<T>).collect();
             bits_output::<T>(dtype, shape, |out| {
@@ -129,6 +126,37 @@ pub fn eval(op: &IndexOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<
         }),
     };
     Ok(vec![out])
+}
+
+/// `x` with the region at `start` (steps `step`) replaced by `upd` (already of the region's
+/// shape). A donated `x` is written in place, so a preallocated KV cache filled one token at
+/// a time is never copied whole.
+fn slice_update(
+    x: &mut ReadyArray,
+    upd: &ReadyArray,
+    start: &[usize],
+    step: &[isize],
+    shape: &[usize],
+) -> Result<ReadyArray> {
+    let strides = contiguous_strides(shape);
+    let offset: isize = start.iter().zip(&strides).map(|(&s, &k)| s as isize * k).sum();
+    let region: Vec<isize> = strides.iter().zip(step).map(|(&k, &s)| k * s).collect();
+    let dtype = x.dtype;
+    let done = dispatch!(dtype, T => match x.donatable::<T>(shape) {
+        Some(data) => {
+            kernel::write_view(data, &region, offset as usize, upd.view::<T>());
+            true
+        }
+        None => false,
+    });
+    if done {
+        return Ok(x.clone());
+    }
+    dispatch_width!(dtype, T => bits_output::<T>(dtype, shape, |out| {
+        map1(out, bits::<T>(x), |v| v);
+        kernel::write_view(out, &region, offset as usize, bits::<T>(upd));
+        Ok(())
+    }))
 }
 
 /// How a scatter mode combines the old value with an update.

@@ -6,6 +6,7 @@ mod fast;
 mod index;
 pub(crate) mod layout;
 mod linalg;
+mod quantized;
 mod random;
 mod reduce;
 mod sort;
@@ -46,6 +47,7 @@ impl Backend for CpuBackend {
             Op::Conv(o) => conv::eval(o, inputs, outputs),
             Op::Fast(o) => fast::eval(o, inputs, outputs),
             Op::Random(o) => random::eval(o, inputs, outputs),
+            Op::Quantized(o) => quantized::eval(o, inputs, outputs),
         }
     }
 }

@@ -1,0 +1,99 @@
+//! Quantized weights: products and dequantization over GGML blocks (Q8_0, Q4_0, Q4_1), the
+//! formats GGUF files store. A quantized matrix is a uint8 array of shape `(rows, bytes per
+//! row)` holding whole blocks, as `GgufFile::raw` returns it, so weights stay in the mapped
+//! file and are never expanded to float as a whole.
+
+use super::elementwise::astype;
+use super::layout::reshape_to;
+use crate::array::Array;
+use crate::dtype::Dtype;
+use crate::io::gguf::GgmlType;
+use crate::op::{Op, OutSpec, Primitive};
+use crate::{bail, Result};
+
+/// Quantized primitives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum QuantizedOp {
+    /// Inputs `[x (..., k) float32, w (n, k / 32 * block bytes) uint8]`: `x @ dequantize(w)^T`.
+    GgmlMatmul { ty: GgmlType },
+    /// Input `w (..., bytes) uint8`: float32 values `(..., bytes / block bytes * 32)`.
+    GgmlDequantize { ty: GgmlType },
+}
+
+impl Primitive for QuantizedOp {
+    fn name(&self) -> &'static str {
+        match self {
+            QuantizedOp::GgmlMatmul { .. } => "quantized_matmul",
+            QuantizedOp::GgmlDequantize { .. } => "dequantize",
+        }
+    }
+
+    fn infer(&self, inputs: &[&Array]) -> Result<Vec<OutSpec>> {
+        let name = self.name();
+        match self {
+            QuantizedOp::GgmlMatmul { ty } => {
+                let (x, w) = (inputs[0], inputs[1]);
+                let k = check_blocks(name, *ty, w)?;
+                if x.ndim() == 0 || x.shape()[x.ndim() - 1] != k || w.ndim() != 2 {
+                    bail!(
+                        name,
+                        "x {:?} must end in the {} values per row of the 2-d {} weight {:?}",
+                        x.shape(),
+                        k,
+                        ty.name(),
+                        w.shape()
+                    );
+                }
+                if x.dtype() != Dtype::Float32 {
+                    bail!(name, "x must be float32, got {}", x.dtype());
+                }
+                let mut shape = x.shape().to_vec();
+                *shape.last_mut().expect("x is at least 1-d") = w.shape()[0];
+                Ok(vec![(shape, Dtype::Float32)])
+            }
+            QuantizedOp::GgmlDequantize { ty } => {
+                let w = inputs[0];
+                let mut shape = w.shape().to_vec();
+                *shape.last_mut().expect("checked 1-d") = check_blocks(name, *ty, w)?;
+                Ok(vec![(shape, Dtype::Float32)])
+            }
+        }
+    }
+}
+
+/// Checks that `w` is uint8 rows of whole `ty` blocks; returns the values per row.
+fn check_blocks(op: &'static str, ty: GgmlType, w: &Array) -> Result<usize> {
+    if !ember_cpu::quantized::supports(ty) {
+        bail!(op, "weights of type {} are not supported (Q8_0, Q4_0, Q4_1 are)", ty.name());
+    }
+    if w.dtype() != Dtype::Uint8 || w.ndim() == 0 {
+        bail!(op, "weight must be a uint8 array of blocks, got {} {:?}", w.dtype(), w.shape());
+    }
+    let bytes = w.shape()[w.ndim() - 1];
+    if bytes % ty.type_size() != 0 {
+        bail!(
+            op,
+            "rows of {} bytes are not whole {} blocks of {} bytes",
+            bytes,
+            ty.name(),
+            ty.type_size()
+        );
+    }
+    Ok(bytes / ty.type_size() * ty.block_size())
+}
+
+/// `x @ W^T` for a matrix `W` of `n` rows stored as GGML blocks of `ty` (`w` is uint8 of
+/// shape `(n, bytes per row)`), as `mlx.core.quantized_matmul` with `transpose=True`. `x`
+/// (..., k) is computed in float32; the result is (..., n) float32. The weights are never
+/// dequantized as a whole: each block's dot product is taken on the fly.
+pub fn quantized_matmul_ggml(x: &Array, w: &Array, ty: GgmlType) -> Result<Array> {
+    let x = astype(x, Dtype::Float32)?;
+    Array::from_op(Op::Quantized(QuantizedOp::GgmlMatmul { ty }), vec![x, w.clone()])
+}
+
+/// The float32 values of GGML blocks of `ty` (`w` uint8 of shape `(..., bytes per row)`),
+/// shape `(..., values per row)`. Gather rows first (`take`) to expand only those.
+pub fn dequantize_ggml(w: &Array, ty: GgmlType) -> Result<Array> {
+    let flat = if w.ndim() == 0 { reshape_to(w, &[1])? } else { w.clone() };
+    Array::from_op(Op::Quantized(QuantizedOp::GgmlDequantize { ty }), vec![flat])
+}

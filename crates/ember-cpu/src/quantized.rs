@@ -1,0 +1,380 @@
+//! Quantized matrix products over GGML blocks: `out = x @ W^T` where each row of `W` is a run
+//! of Q8_0, Q4_0 or Q4_1 blocks, computed without dequantizing `W`.
+//!
+//! As llama.cpp does, the f32 activations are first quantized to 8 bits per block of 32
+//! ([`BlockQ8`]), so each block's dot product is an integer one, scaled once per block. The
+//! integer dot runs on AVX2 (`maddubs`) when the CPU has it, else on a portable loop; both
+//! give the same sums, so results do not depend on the path taken.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
+
+/// Values per block, for every type here.
+pub const BLOCK: usize = 32;
+
+/// 32 activations as `d * qs[i]`, with `s = d * sum(qs)` kept for the offset term of Q4_1
+/// and the `-8` of Q4_0 (llama.cpp's Q8_1, in f32).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ8 {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; 32],
+}
+
+/// Quantizes `x` (a multiple of 32 values) into `out`, one block per 32 values, rounding to
+/// nearest with the block's absolute maximum mapped to 127.
+pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
+    assert_eq!(x.len(), out.len() * BLOCK, "quantize_q8: size mismatch");
+    for (b, v) in out.iter_mut().zip(x.chunks_exact(BLOCK)) {
+        let amax = v.iter().fold(0f32, |m, &a| m.max(a.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &a) in b.qs.iter_mut().zip(v) {
+            *q = (a * id).round() as i8;
+            sum += *q as i32;
+        }
+        b.d = d;
+        b.s = d * sum as f32;
+    }
+}
+
+fn half(b: [u8; 2]) -> f32 {
+    half::f16::from_le_bytes(b).to_f32()
+}
+
+/// Integer dot of the 16 bytes of 4-bit codes (value `j` low nibble, `j + 16` high) with 32
+/// activations.
+fn nibble_dot(qs: &[u8; 16], x: &[i8; 32]) -> i32 {
+    let mut acc = 0i32;
+    for j in 0..16 {
+        acc += (qs[j] & 0xF) as i32 * x[j] as i32 + (qs[j] >> 4) as i32 * x[j + 16] as i32;
+    }
+    acc
+}
+
+fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let dot: i32 = w.qs.iter().zip(&x.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
+            half(w.d) * x.d * dot as f32
+        })
+        .sum()
+}
+
+fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8]) -> f32 {
+    // sum d_w (q - 8) d_x q_x = d_w (d_x sum q q_x - 8 s_x)
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| half(w.d) * (x.d * nibble_dot(&w.qs, &x.qs) as f32 - 8.0 * x.s))
+        .sum()
+}
+
+fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
+    // sum (d_w q + m_w) d_x q_x = d_w d_x sum q q_x + m_w s_x
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| half(w.d) * x.d * nibble_dot(&w.qs, &x.qs) as f32 + half(w.m) * x.s)
+        .sum()
+}
+
+/// Dots every weight row in `w` (rows of `x.len()` blocks) with `x`, one result per row.
+type RowsKernel = fn(w: &[u8], x: &[BlockQ8], out: &mut [f32]);
+
+fn rows_with<B: Pod>(w: &[u8], x: &[BlockQ8], out: &mut [f32], dot: fn(&[B], &[BlockQ8]) -> f32) {
+    let w: &[B] = bytemuck::cast_slice(w);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
+        *o = dot(row, x);
+    }
+}
+
+fn portable_kernel(ty: GgmlType) -> Option<RowsKernel> {
+    Some(match ty {
+        GgmlType::Q8_0 => |w, x, o| rows_with(w, x, o, dot_q8_0),
+        GgmlType::Q4_0 => |w, x, o| rows_with(w, x, o, dot_q4_0),
+        GgmlType::Q4_1 => |w, x, o| rows_with(w, x, o, dot_q4_1),
+        _ => return None,
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! The same dot products with AVX2: `maddubs` multiplies unsigned by signed bytes and adds
+    //! pairs to i16 (at most 2 * 255 * 127, no overflow for 4-bit codes or |q8| <= 127), then
+    //! `madd` with ones widens to i32; one f32 FMA per block applies the scales.
+    use super::{half, BlockQ8};
+    use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// The 32 codes of a 4-bit block as bytes: values 0..16 low, 16..32 high.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
+        // SAFETY: `qs` is 16 readable bytes; loadu has no alignment requirement.
+        let q = unsafe { _mm_loadu_si128(qs.as_ptr() as *const __m128i) };
+        let m4 = _mm_set1_epi8(0xF);
+        let lo = _mm_and_si128(q, m4);
+        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+        _mm256_set_m128i(hi, lo)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load_x(x: &BlockQ8) -> __m256i {
+        // SAFETY: `x.qs` is 32 readable bytes; loadu has no alignment requirement.
+        unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) }
+    }
+
+    /// i32 sums of adjacent groups of four `u * s` byte products.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
+        let p16 = _mm256_maddubs_epi16(u, s);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn rows_q8_0(w: &[u8], x: &[BlockQ8], out: &mut [f32]) {
+        let w: &[BlockQ8_0] = bytemuck::cast_slice(w);
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
+            let mut acc = _mm256_setzero_ps();
+            for (b, xb) in row.iter().zip(x) {
+                // SAFETY: `b.qs` is 32 readable bytes; loadu has no alignment requirement.
+                let wv = unsafe { _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i) };
+                // |w| times x with w's sign: a u8 x i8 product equal to w * x.
+                let p = dot_u8_i8(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(load_x(xb), wv));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b.d) * xb.d), p, acc);
+            }
+            *o = hsum(acc);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn rows_q4_0(w: &[u8], x: &[BlockQ8], out: &mut [f32]) {
+        let w: &[BlockQ4_0] = bytemuck::cast_slice(w);
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
+            let (mut acc, mut offset) = (_mm256_setzero_ps(), 0f32);
+            for (b, xb) in row.iter().zip(x) {
+                let d = half(b.d);
+                let p = dot_u8_i8(unpack_nibbles(&b.qs), load_x(xb));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), p, acc);
+                offset += d * xb.s;
+            }
+            *o = hsum(acc) - 8.0 * offset;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn rows_q4_1(w: &[u8], x: &[BlockQ8], out: &mut [f32]) {
+        let w: &[BlockQ4_1] = bytemuck::cast_slice(w);
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
+            let (mut acc, mut offset) = (_mm256_setzero_ps(), 0f32);
+            for (b, xb) in row.iter().zip(x) {
+                let p = dot_u8_i8(unpack_nibbles(&b.qs), load_x(xb));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b.d) * xb.d), p, acc);
+                offset += half(b.m) * xb.s;
+            }
+            *o = hsum(acc) + offset;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
+    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+    {
+        return None;
+    }
+    // SAFETY (each closure): the CPU has AVX2 and FMA (checked above), all these kernels
+    // require; they are otherwise safe code.
+    Some(match ty {
+        GgmlType::Q8_0 => |w, x, o| unsafe { avx2::rows_q8_0(w, x, o) },
+        GgmlType::Q4_0 => |w, x, o| unsafe { avx2::rows_q4_0(w, x, o) },
+        GgmlType::Q4_1 => |w, x, o| unsafe { avx2::rows_q4_1(w, x, o) },
+        _ => return None,
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_kernel(_ty: GgmlType) -> Option<RowsKernel> {
+    None
+}
+
+/// The fastest row kernel for `ty` on this CPU.
+fn kernel(ty: GgmlType) -> Option<RowsKernel> {
+    simd_kernel(ty).or_else(|| portable_kernel(ty))
+}
+
+/// True when [`matmul`] handles weights of type `ty`.
+pub fn supports(ty: GgmlType) -> bool {
+    portable_kernel(ty).is_some()
+}
+
+/// Weight rows per parallel task: small enough that a task's rows stay in L1 while every
+/// activation row passes over them, and enough tasks to balance the threads.
+fn rows_per_task(n: usize, row_bytes: usize) -> usize {
+    let by_cache = (16 << 10) / row_bytes.max(1);
+    let by_balance = n.div_ceil(4 * rayon::current_num_threads());
+    by_cache.min(by_balance).max(8)
+}
+
+/// `out (m x n) = x (m x k) @ W^T`, where `w` holds `n` rows of `k / 32` blocks of `ty`.
+///
+/// Panics when `ty` is not [`supports`]ed or the sizes disagree (callers validate).
+pub fn matmul(ty: GgmlType, out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize) {
+    let kb = k / BLOCK;
+    let row_bytes = kb * ty.type_size();
+    assert!(
+        k % BLOCK == 0 && x.len() == m * k && w.len() == n * row_bytes && out.len() == m * n,
+        "quantized matmul: size mismatch"
+    );
+    let rows = kernel(ty).expect("quantized matmul: unsupported weight type");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mut xq = vec![BlockQ8::zeroed(); m * kb];
+    if kb == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let parallel = m * n * k >= 1 << 17;
+    if parallel && m > 1 {
+        xq.par_chunks_mut(kb).zip(x.par_chunks(k)).for_each(|(q, v)| quantize_q8(v, q));
+    } else {
+        quantize_q8(x, &mut xq);
+    }
+    if !parallel {
+        // Small products: a trip through the thread pool would cost more than the work.
+        for (o, q) in out.chunks_exact_mut(n).zip(xq.chunks_exact(kb)) {
+            rows(w, q, o);
+        }
+        return;
+    }
+    let task = rows_per_task(n, row_bytes);
+    if m == 1 {
+        // One activation row: each task writes a contiguous run of outputs.
+        out.par_chunks_mut(task)
+            .zip(w.par_chunks(task * row_bytes))
+            .for_each(|(o, wc)| rows(wc, &xq, o));
+        return;
+    }
+    // Several rows: each task computes its weight rows against every activation row
+    // (rows-major within the task), then the pieces are placed.
+    let parts: Vec<Vec<f32>> = w
+        .par_chunks(task * row_bytes)
+        .map(|wc| {
+            let nr = wc.len() / row_bytes;
+            let mut t = vec![0f32; m * nr];
+            for (i, ti) in t.chunks_exact_mut(nr).enumerate() {
+                rows(wc, &xq[i * kb..(i + 1) * kb], ti);
+            }
+            t
+        })
+        .collect();
+    for (c, part) in parts.iter().enumerate() {
+        let nr = part.len() / m;
+        for (i, pi) in part.chunks_exact(nr).enumerate() {
+            out[i * n + c * task..][..nr].copy_from_slice(pi);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ggml::dequantize;
+
+    /// Deterministic pseudo-random bytes/values for the tests (an LCG).
+    fn lcg(seed: &mut u64) -> u32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*seed >> 33) as u32
+    }
+
+    /// Random blocks of `ty` with sane f16 scales (bytes otherwise random).
+    fn random_blocks(ty: GgmlType, blocks: usize, seed: &mut u64) -> Vec<u8> {
+        let mut bytes: Vec<u8> = (0..blocks * ty.type_size()).map(|_| lcg(seed) as u8).collect();
+        let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+        for b in bytes.chunks_exact_mut(ty.type_size()) {
+            for s in 0..scales {
+                let v = half::f16::from_f32((lcg(seed) % 1000) as f32 / 1000.0 - 0.5);
+                b[2 * s..2 * s + 2].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn quantize_q8_keeps_values_within_half_a_step() {
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37) % 23) as f32 - 11.5).collect();
+        let mut q = [BlockQ8::zeroed(); 2];
+        quantize_q8(&x, &mut q);
+        for (b, v) in q.iter().zip(x.chunks(32)) {
+            let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+            assert_eq!(b.s, b.d * sum as f32);
+            assert_eq!(b.qs.iter().map(|q| q.unsigned_abs()).max(), Some(127));
+            for (&q, &a) in b.qs.iter().zip(v) {
+                assert!((q as f32 * b.d - a).abs() <= b.d / 2.0 + 1e-6);
+            }
+        }
+        let mut zero = [BlockQ8::zeroed(); 1];
+        quantize_q8(&[0.0; 32], &mut zero);
+        assert_eq!((zero[0].d, zero[0].qs), (0.0, [0; 32]));
+    }
+
+    /// Both the selected kernel and the portable one equal dequantize-then-dot with the
+    /// activations' own 8-bit rounding, for one and several activation rows.
+    #[test]
+    fn matmul_matches_dequantized_product() {
+        let mut seed = 7;
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            for (m, n, k) in [(1, 5, 64), (3, 70, 96), (1, 300, 512), (5, 40, 128), (6, 100, 256)] {
+                let w = random_blocks(ty, n * k / 32, &mut seed);
+                let x: Vec<f32> =
+                    (0..m * k).map(|_| (lcg(&mut seed) % 2001) as f32 / 1000.0 - 1.0).collect();
+                let mut wf = vec![0f32; n * k];
+                assert!(dequantize(ty, &w, &mut wf));
+                // The reference uses the same 8-bit activations the kernel sees.
+                let mut xq = vec![BlockQ8::zeroed(); m * k / 32];
+                quantize_q8(&x, &mut xq);
+                let xr: Vec<f32> = xq.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
+                let mut out = vec![0f32; m * n];
+                matmul(ty, &mut out, &x, &w, m, n, k);
+                let mut portable = vec![0f32; n];
+                portable_kernel(ty).unwrap()(&w, &xq[..k / 32], &mut portable);
+                for i in 0..m {
+                    for j in 0..n {
+                        let r: f32 = (0..k).map(|t| xr[i * k + t] * wf[j * k + t]).sum();
+                        let tol = 1e-4 * (1.0 + r.abs()) * (k as f32).sqrt();
+                        let got = out[i * n + j];
+                        assert!(
+                            (got - r).abs() <= tol,
+                            "{ty:?} {m}x{n}x{k} [{i},{j}]: {got} vs {r}"
+                        );
+                        if i == 0 {
+                            assert!((portable[j] - got).abs() <= tol, "{ty:?} portable [{j}]");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_simple_block_types_are_supported() {
+        assert!(supports(GgmlType::Q4_1) && supports(GgmlType::Q8_0) && supports(GgmlType::Q4_0));
+        assert!(!supports(GgmlType::Q4_K) && !supports(GgmlType::F16));
+    }
+}

@@ -1,0 +1,116 @@
+//! ember-lm: language-model inference on ember, in the manner of mlx-lm. One file per
+//! architecture ([`llama`]), loading from GGUF ([`weights`], [`load`]), the tokenizer and
+//! streaming detokenisation ([`tokenizer`]), chat templates ([`chat`]), KV caches
+//! ([`cache`]), sampling ([`sample`]) and the generation loop ([`generate`]).
+//!
+//! ```no_run
+//! use ember_lm::{generate::GenerateConfig, load, stream_generate};
+//! let m = load(std::path::Path::new("model.gguf")).unwrap();
+//! let prompt = m.prompt_tokens("Hello", None, true).unwrap();
+//! let config = GenerateConfig { max_tokens: 32, sampler: Default::default(), max_kv_size: None };
+//! for r in stream_generate(&m.model, &m.tokenizer, &prompt, &config).unwrap() {
+//!     print!("{}", r.unwrap().text);
+//! }
+//! ```
+
+pub mod cache;
+pub mod chat;
+pub mod default_model;
+pub mod error;
+pub mod generate;
+pub mod llama;
+pub mod sample;
+pub mod tokenizer;
+pub mod weights;
+
+pub use chat::{ChatTemplate, Message};
+pub use error::{Error, Result};
+pub use generate::{stream_generate, GenerateConfig, Response};
+pub use llama::{Llama, LlamaConfig};
+pub use tokenizer::Tokenizer;
+
+use ember_core::io::gguf::GgufFile;
+use ember_core::{ops, Array, Dtype};
+use std::path::{Path, PathBuf};
+
+/// A model ready to generate: the network, its tokenizer and its chat template.
+pub struct LoadedModel {
+    pub model: Llama,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<ChatTemplate>,
+    pub path: PathBuf,
+}
+
+/// Wavelengths of Llama 3's scaled RoPE from a GGUF `rope_freqs.weight` (per-pair factors
+/// dividing the frequencies): `base^(2i/dims) * factor_i`.
+fn rope_wavelengths(file: &GgufFile, config: &LlamaConfig) -> ember_core::Result<Option<Array>> {
+    if file.tensor_data("rope_freqs.weight").is_err() {
+        return Ok(None);
+    }
+    let factors = file.dequantize("rope_freqs.weight")?;
+    let half = config.rope_dims / 2;
+    let exponents = ops::arange(0.0, half as f64, 1.0, Dtype::Float32)?;
+    let step = Array::scalar(2.0f32 / config.rope_dims as f32);
+    let base = ops::full(&[half], &Array::scalar(config.rope_theta), Dtype::Float32)?;
+    let wavelengths = ops::power(&base, &ops::multiply(&exponents, &step)?)?;
+    Ok(Some(ops::multiply(&wavelengths, &ops::reshape_to(&factors, &[half])?)?))
+}
+
+/// Loads a GGUF model file: weights stay in the file's memory map (quantized blocks are
+/// computed on directly), so loading reads little more than the metadata.
+pub fn load(path: &Path) -> Result<LoadedModel> {
+    let file = GgufFile::open(path)?;
+    let arch = file.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
+    if arch != "llama" {
+        return Err(Error::model(
+            path,
+            format!("general.architecture `{arch}` is not supported yet (supported: llama)"),
+        ));
+    }
+    let config = LlamaConfig::from_gguf(&file, path)?;
+    let freqs = rope_wavelengths(&file, &config)?;
+    if freqs.as_ref().is_some_and(|f| f.size() != config.rope_dims / 2) {
+        return Err(Error::model(
+            path,
+            "tensor `rope_freqs.weight` does not have rope dims / 2 values",
+        ));
+    }
+    let model = Llama::new(config, &weights::GgufWeights::new(&file, path), freqs)?;
+    let tokenizer = Tokenizer::from_gguf(&file, path)?;
+    let chat_template = match file.get("tokenizer.chat_template") {
+        None => None,
+        Some(v) => {
+            let src = v.as_str().ok_or_else(|| {
+                Error::model(path, "metadata `tokenizer.chat_template` is not a string")
+            })?;
+            Some(ChatTemplate::new(src)?)
+        }
+    };
+    Ok(LoadedModel { model, tokenizer, chat_template, path: path.to_path_buf() })
+}
+
+impl LoadedModel {
+    /// The token ids of a user prompt: through the chat template (with an optional system
+    /// message) when `use_template` and the model has one, else the raw text.
+    pub fn prompt_tokens(
+        &self,
+        prompt: &str,
+        system: Option<&str>,
+        use_template: bool,
+    ) -> Result<Vec<u32>> {
+        let text = match &self.chat_template {
+            Some(t) if use_template => {
+                let mut messages: Vec<Message> =
+                    system.map(|s| Message::new("system", s)).into_iter().collect();
+                messages.push(Message::new("user", prompt));
+                let token = |id: Option<u32>| {
+                    id.and_then(|i| self.tokenizer.token_text(i)).unwrap_or_default()
+                };
+                let eos = token(self.tokenizer.eos_ids().first().copied());
+                t.apply(&messages, true, &token(self.tokenizer.bos_id()), &eos)?
+            }
+            _ => prompt.to_string(),
+        };
+        self.tokenizer.encode(&text, true)
+    }
+}

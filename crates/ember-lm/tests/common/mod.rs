@@ -1,0 +1,131 @@
+//! Shared test helpers: fixture paths and the references written by scripts/fixtures/lm.py.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
+}
+
+fn json(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture_path(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// One step of the reference's greedy continuation.
+pub struct GreedyStep {
+    pub id: u32,
+    /// Best minus second-best logit.
+    pub gap: f32,
+    /// Largest |logit| of the step.
+    pub spread: f32,
+}
+
+fn greedy(v: &serde_json::Value) -> Vec<GreedyStep> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| GreedyStep {
+            id: s["id"].as_u64().unwrap() as u32,
+            gap: s["gap"].as_f64().unwrap() as f32,
+            spread: s["spread"].as_f64().unwrap() as f32,
+        })
+        .collect()
+}
+
+/// A tokenizer case: a string and its reference ids.
+pub struct TokenCase {
+    pub text: String,
+    pub ids: Vec<u32>,
+}
+
+/// The reference figures of one model file.
+pub struct Reference {
+    pub name: String,
+    pub file: String,
+    /// Absolute path when the file is not a fixture (the cached default model).
+    pub abs_path: Option<PathBuf>,
+    pub prompt: Vec<u32>,
+    /// Full logits rows (tiny models) for every prompt position.
+    pub logits: Vec<Vec<f32>>,
+    /// Top (id, logit) pairs at the last position (default model).
+    pub top: Vec<(usize, f32)>,
+    pub greedy: Vec<GreedyStep>,
+    pub tokenizer: Vec<TokenCase>,
+}
+
+impl Reference {
+    pub fn path(&self) -> PathBuf {
+        self.abs_path.clone().unwrap_or_else(|| fixture_path(&self.file))
+    }
+
+    /// (position, [(token id, logit)]) to check.
+    pub fn expected_rows(&self) -> Vec<(usize, Vec<(usize, f32)>)> {
+        if self.logits.is_empty() {
+            return vec![(self.prompt.len() - 1, self.top.clone())];
+        }
+        self.logits
+            .iter()
+            .enumerate()
+            .map(|(p, row)| (p, row.iter().copied().enumerate().collect()))
+            .collect()
+    }
+}
+
+fn token_cases(v: &serde_json::Value) -> Vec<TokenCase> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| TokenCase { text: c["text"].as_str().unwrap().to_string(), ids: ids(&c["ids"]) })
+        .collect()
+}
+
+/// The two tiny GGUF files and their references.
+pub fn tiny_models() -> Vec<Reference> {
+    let j = json("tiny_llama.json");
+    j["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| Reference {
+            name: m["file"].as_str().unwrap().to_string(),
+            file: m["file"].as_str().unwrap().to_string(),
+            abs_path: None,
+            prompt: ids(&m["prompt"]),
+            logits: m["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+                .collect(),
+            top: vec![],
+            greedy: greedy(&m["greedy"]),
+            tokenizer: token_cases(&m["tokenizer"]),
+        })
+        .collect()
+}
+
+/// The default model's reference, when the model is in ember's cache.
+pub fn smollm2() -> Option<Reference> {
+    let path = ember_lm::default_model::cached_default_model()?;
+    let j = json("smollm2.json");
+    let top = ids(&j["top_ids"])
+        .into_iter()
+        .zip(j["top_logits"].as_array().unwrap())
+        .map(|(i, v)| (i as usize, v.as_f64().unwrap() as f32))
+        .collect();
+    Some(Reference {
+        name: "SmolLM2-135M-Instruct Q4_1".into(),
+        file: String::new(),
+        abs_path: Some(path),
+        prompt: ids(&j["prompt"]),
+        logits: vec![],
+        top,
+        greedy: greedy(&j["greedy"]),
+        tokenizer: token_cases(&j["tokenizer"]),
+    })
+}

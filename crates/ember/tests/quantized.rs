@@ -1,0 +1,76 @@
+//! GGML block ops against the `gguf` package's NumPy reference (scripts/fixtures/quantized.py):
+//! dequantization exactly, and `quantized_matmul_ggml` against dequantize-then-matmul within
+//! the error of its 8-bit activations; bad arguments are errors naming the op.
+
+mod common;
+
+use common::{args, assert_matches, expected, fixture};
+use ember::io::gguf::GgmlType;
+use ember::prelude::*;
+
+fn ggml_type(name: &str) -> GgmlType {
+    [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1]
+        .into_iter()
+        .find(|t| t.name() == name)
+        .unwrap_or_else(|| panic!("type {name}"))
+}
+
+#[test]
+fn dequantize_matches_gguf_reference() {
+    for (name, case) in fixture("quantized").iter().filter(|(n, _)| n.starts_with("dequantize")) {
+        let ty = ggml_type(case["type"].as_str().unwrap());
+        let w = &args(case)[0];
+        let got = ops::dequantize_ggml(w, ty).unwrap();
+        // Exact up to the JSON round trip of float32 values.
+        assert_matches(name, &got, &expected(case), 1e-7, 0.0);
+        // Gathering rows first expands only those rows.
+        let rows = ops::take(w, &Array::from_slice(&[1i32, 0], &[2]).unwrap(), Some(0)).unwrap();
+        let two = ops::dequantize_ggml(&rows, ty).unwrap().to_vec::<f32>().unwrap();
+        let all = got.to_vec::<f32>().unwrap();
+        let k = got.shape()[1];
+        assert_eq!(&two[..k], &all[k..2 * k], "{name}: row 1");
+        assert_eq!(&two[k..], &all[..k], "{name}: row 0");
+    }
+}
+
+#[test]
+fn quantized_matmul_matches_dequantized_product() {
+    for (name, case) in fixture("quantized").iter().filter(|(n, _)| n.starts_with("matmul")) {
+        let ty = ggml_type(case["type"].as_str().unwrap());
+        let a = args(case);
+        let (x, w) = (&a[0], &a[1]);
+        let got = ops::quantized_matmul_ggml(x, w, ty).unwrap();
+        // Activations are rounded to 8 bits per block of 32: the error of each product term
+        // is at most |w| * max|x| / 254; bound it by the row sums of |x| times max |w|.
+        let k = x.shape()[x.ndim() - 1] as f64;
+        let wmax = ops::dequantize_ggml(w, ty)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .fold(0f32, |m, v| m.max(v.abs()));
+        let xmax = x.to_vec::<f32>().unwrap().iter().fold(0f32, |m, v| m.max(v.abs()));
+        let atol = k * wmax as f64 * xmax as f64 / 254.0 + 1e-4;
+        assert_matches(name, &got, &expected(case), 1e-5, atol);
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let w = Array::from_slice(&[0u8; 2 * 20], &[2, 20]).unwrap();
+    let x = Array::from_slice(&[0f32; 32], &[1, 32]).unwrap();
+    assert!(ops::quantized_matmul_ggml(&x, &w, GgmlType::Q4_1).is_ok());
+    let err = |r: Result<Array>| r.err().unwrap().to_string();
+    let e = err(ops::quantized_matmul_ggml(&x, &w, GgmlType::Q4_K));
+    assert!(e.starts_with("[quantized_matmul]") && e.contains("Q4_K"), "{e}");
+    let e = err(ops::quantized_matmul_ggml(&x, &w, GgmlType::Q8_0));
+    assert!(e.contains("not whole Q8_0 blocks"), "{e}");
+    let x64 = Array::from_slice(&[0f32; 64], &[1, 64]).unwrap();
+    let e = err(ops::quantized_matmul_ggml(&x64, &w, GgmlType::Q4_1));
+    assert!(e.contains("32 values per row"), "{e}");
+    let wf = Array::from_slice(&[0f32; 40], &[2, 20]).unwrap();
+    let e = err(ops::quantized_matmul_ggml(&x, &wf, GgmlType::Q4_1));
+    assert!(e.contains("uint8"), "{e}");
+    let e = err(ops::dequantize_ggml(&w, GgmlType::F16));
+    assert!(e.starts_with("[dequantize]"), "{e}");
+}
