@@ -7,7 +7,7 @@ use crate::dtype::Element;
 use crate::op::OutSpec;
 use crate::ops::reduce::{ArgKind, ReduceKind, ReduceOp, ScanKind};
 use crate::{bail, dispatch, Result};
-use ember_cpu::reduce::{self as kernels, ReduceElem, Reducer};
+use ember_cpu::reduce::{self as kernels, Extreme, Largest, ReduceElem, Reducer, Smallest};
 use ember_cpu::scan::{scan as scan_kernel, ScanOrder};
 use ember_cpu::Scalar;
 
@@ -30,8 +30,8 @@ pub fn eval(op: &ReduceOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result
             let view = x.view::<T>();
             new_output::<u32>(shape, |out| {
                 match kind {
-                    ArgKind::ArgMax => kernels::arg_reduce(out, view, *axis, kernels::Largest),
-                    ArgKind::ArgMin => kernels::arg_reduce(out, view, *axis, kernels::Smallest),
+                    ArgKind::ArgMax => kernels::arg_reduce(out, view, *axis, Largest),
+                    ArgKind::ArgMin => kernels::arg_reduce(out, view, *axis, Smallest),
                 }
                 Ok(())
             })?
@@ -61,17 +61,33 @@ where
 
 fn scan(kind: ScanKind, x: &ReadyArray, axis: usize, order: ScanOrder) -> Result<ReadyArray> {
     let x = to_contiguous(x)?;
+    // Each arm passes its own closure, so each scan loop is compiled for its op; max and min
+    // use NaN-propagating extremes that vectorise (see `ember_cpu::reduce::MinMax`).
+    dispatch!(x.dtype, T => {
+        type W = <T as ReduceElem>::Wide;
+        match kind {
+            ScanKind::Sum => scan_as::<T>(&x, axis, order, W::zero(), |a: W, b| a.add(b)),
+            ScanKind::Prod => scan_as::<T>(&x, axis, order, W::one(), |a: W, b| a.mul(b)),
+            ScanKind::Max => scan_as::<T>(&x, axis, order, W::lowest(), |a, b| Largest.pick(a, b)),
+            ScanKind::Min => {
+                scan_as::<T>(&x, axis, order, W::highest(), |a, b| Smallest.pick(a, b))
+            }
+        }
+    })
+}
+
+fn scan_as<T: Element + ReduceElem>(
+    x: &ReadyArray,
+    axis: usize,
+    order: ScanOrder,
+    init: T::Wide,
+    op: impl Fn(T::Wide, T::Wide) -> T::Wide + Sync + Copy,
+) -> Result<ReadyArray> {
     let n = x.shape[axis];
     let inner: usize = x.shape[axis + 1..].iter().product();
-    dispatch!(x.dtype, T => new_output::<T>(&x.shape, |out| {
-        type W = <T as ReduceElem>::Wide;
-        let src = &x.elements::<T>()[x.offset..x.offset + x.size()];
-        match kind {
-            ScanKind::Sum => scan_kernel(out, src, n, inner, order, W::zero(), |a: W, b: W| a.add(b)),
-            ScanKind::Prod => scan_kernel(out, src, n, inner, order, W::one(), |a: W, b: W| a.mul(b)),
-            ScanKind::Max => scan_kernel(out, src, n, inner, order, W::lowest(), |a: W, b: W| a.max_nan(b)),
-            ScanKind::Min => scan_kernel(out, src, n, inner, order, W::highest(), |a: W, b: W| a.min_nan(b)),
-        }
+    let src = &x.elements::<T>()[x.offset..x.offset + x.size()];
+    new_output::<T>(&x.shape, |out| {
+        scan_kernel(out, src, n, inner, order, init, op);
         Ok(())
-    }))
+    })
 }
