@@ -60,6 +60,9 @@ struct GenerateArgs {
     /// Bound the KV cache to this many positions (a rotating cache).
     #[arg(long)]
     max_kv_size: Option<usize>,
+    /// Generate exactly --max-tokens, past end-of-sequence tokens (for benchmarks).
+    #[arg(long)]
+    ignore_eos: bool,
 }
 
 /// Peak resident memory of this process in bytes (Linux's VmHWM), if known.
@@ -97,6 +100,7 @@ fn generate(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
             seed: args.seed,
         },
         max_kv_size: args.max_kv_size,
+        ignore_eos: args.ignore_eos,
     };
     let mut out = std::io::stdout().lock();
     let mut last = None;

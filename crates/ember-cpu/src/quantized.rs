@@ -82,21 +82,34 @@ fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
         .sum()
 }
 
-/// Dots every weight row in `w` (rows of `x.len()` blocks) with `x`, one result per row.
-type RowsKernel = fn(w: &[u8], x: &[BlockQ8], out: &mut [f32]);
+/// Dots every weight row in `w` (rows of `kb` blocks) with each of the (at most four)
+/// activation rows in `x`: `out[i * stride + j]` = activation row `i` . weight row `j`.
+type RowsKernel = fn(w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f32], stride: usize);
 
-fn rows_with<B: Pod>(w: &[u8], x: &[BlockQ8], out: &mut [f32], dot: fn(&[B], &[BlockQ8]) -> f32) {
+/// Activation rows a kernel takes at once: each weight block is unpacked once for all.
+const ROWS: usize = 4;
+
+fn rows_with<B: Pod>(
+    w: &[u8],
+    x: &[BlockQ8],
+    kb: usize,
+    out: &mut [f32],
+    stride: usize,
+    dot: fn(&[B], &[BlockQ8]) -> f32,
+) {
     let w: &[B] = bytemuck::cast_slice(w);
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
-        *o = dot(row, x);
+    for (i, xi) in x.chunks_exact(kb).enumerate() {
+        for (j, row) in w.chunks_exact(kb).enumerate() {
+            out[i * stride + j] = dot(row, xi);
+        }
     }
 }
 
 fn portable_kernel(ty: GgmlType) -> Option<RowsKernel> {
     Some(match ty {
-        GgmlType::Q8_0 => |w, x, o| rows_with(w, x, o, dot_q8_0),
-        GgmlType::Q4_0 => |w, x, o| rows_with(w, x, o, dot_q4_0),
-        GgmlType::Q4_1 => |w, x, o| rows_with(w, x, o, dot_q4_1),
+        GgmlType::Q8_0 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q8_0),
+        GgmlType::Q4_0 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q4_0),
+        GgmlType::Q4_1 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q4_1),
         _ => return None,
     })
 }
@@ -105,13 +118,14 @@ fn portable_kernel(ty: GgmlType) -> Option<RowsKernel> {
 mod avx2 {
     //! The same dot products with AVX2: `maddubs` multiplies unsigned by signed bytes and adds
     //! pairs to i16 (at most 2 * 255 * 127, no overflow for 4-bit codes or |q8| <= 127), then
-    //! `madd` with ones widens to i32; one f32 FMA per block applies the scales.
-    use super::{half, BlockQ8};
+    //! `madd` with ones widens to i32; one f32 FMA per block applies the scales. Up to four
+    //! activation rows share each unpacked weight block (`R`).
+    use super::BlockQ8;
     use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
     use std::arch::x86_64::*;
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -119,9 +133,18 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    /// Two little-endian f16 values (`lo` then `hi`) as f32, converted by F16C.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn halves(lo: [u8; 2], hi: [u8; 2]) -> (f32, f32) {
+        let bits = u32::from_le_bytes([lo[0], lo[1], hi[0], hi[1]]);
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+        (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+    }
+
     /// The 32 codes of a 4-bit block as bytes: values 0..16 low, 16..32 high.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
         // SAFETY: `qs` is 16 readable bytes; loadu has no alignment requirement.
         let q = unsafe { _mm_loadu_si128(qs.as_ptr() as *const __m128i) };
@@ -132,78 +155,133 @@ mod avx2 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn load_x(x: &BlockQ8) -> __m256i {
-        // SAFETY: `x.qs` is 32 readable bytes; loadu has no alignment requirement.
-        unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn load32(bytes: &[i8; 32]) -> __m256i {
+        // SAFETY: `bytes` is 32 readable bytes; loadu has no alignment requirement.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr() as *const __m256i) }
     }
 
-    /// i32 sums of adjacent groups of four `u * s` byte products.
+    /// i32 sums of adjacent groups of four `u * s` byte products, as f32.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
         let p16 = _mm256_maddubs_epi16(u, s);
         _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn rows_q8_0(w: &[u8], x: &[BlockQ8], out: &mut [f32]) {
-        let w: &[BlockQ8_0] = bytemuck::cast_slice(w);
-        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
-            let mut acc = _mm256_setzero_ps();
-            for (b, xb) in row.iter().zip(x) {
-                // SAFETY: `b.qs` is 32 readable bytes; loadu has no alignment requirement.
-                let wv = unsafe { _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i) };
-                // |w| times x with w's sign: a u8 x i8 product equal to w * x.
-                let p = dot_u8_i8(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(load_x(xb), wv));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b.d) * xb.d), p, acc);
+    /// Generates a kernel over tiles of `R` activation rows by `C` weight rows: `R * C`
+    /// independent accumulators hide the latency of each block's FMA and offset sum. `$prep`
+    /// turns a weight block into (codes, scale `d`, offset coefficient `m`); `$codes` gives the
+    /// (u8, i8) byte operands whose products sum to the integer dot with activations `$xq`.
+    /// A result is `sum_b d * d_x * dot + m * s_x`.
+    macro_rules! tile_kernel {
+        ($name:ident, $block:ty, |$blk:ident| $prep:expr, |$wv:ident, $xq:ident| $codes:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(super) fn $name<const R: usize, const C: usize>(
+                w: &[u8],
+                x: &[BlockQ8],
+                kb: usize,
+                out: &mut [f32],
+                stride: usize,
+            ) {
+                let blocks: &[$block] = bytemuck::cast_slice(w);
+                let rows = blocks.len() / kb;
+                let mut j = 0;
+                while j + C <= rows {
+                    let mut acc = [[_mm256_setzero_ps(); C]; R];
+                    let mut offset = [[0f32; C]; R];
+                    for b in 0..kb {
+                        for c in 0..C {
+                            let $blk = &blocks[(j + c) * kb + b];
+                            let ($wv, d, m): (__m256i, f32, f32) = $prep;
+                            for r in 0..R {
+                                let xb = &x[r * kb + b];
+                                let $xq = load32(&xb.qs);
+                                let (u, s) = $codes;
+                                let p = dot_u8_i8(u, s);
+                                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), p, acc[r][c]);
+                                offset[r][c] += m * xb.s;
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        for c in 0..C {
+                            out[r * stride + j + c] = hsum(acc[r][c]) + offset[r][c];
+                        }
+                    }
+                    j += C;
+                }
+                if j < rows {
+                    let tail = &w[j * kb * std::mem::size_of::<$block>()..];
+                    $name::<R, 1>(tail, x, kb, &mut out[j..], stride);
+                }
             }
-            *o = hsum(acc);
-        }
+        };
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn rows_q4_0(w: &[u8], x: &[BlockQ8], out: &mut [f32]) {
-        let w: &[BlockQ4_0] = bytemuck::cast_slice(w);
-        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
-            let (mut acc, mut offset) = (_mm256_setzero_ps(), 0f32);
-            for (b, xb) in row.iter().zip(x) {
-                let d = half(b.d);
-                let p = dot_u8_i8(unpack_nibbles(&b.qs), load_x(xb));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), p, acc);
-                offset += d * xb.s;
-            }
-            *o = hsum(acc) - 8.0 * offset;
-        }
-    }
+    // Q8_0: |w| times x with w's sign is a u8 x i8 product equal to w * x.
+    tile_kernel!(
+        q8_0,
+        BlockQ8_0,
+        |blk| (load32(&blk.qs), halves(blk.d, [0, 0]).0, 0.0),
+        |wv, xq| (_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xq, wv))
+    );
+    // Q4_0: d (q - 8) x = d q x - 8 d x, the second term from the activations' sums.
+    tile_kernel!(
+        q4_0,
+        BlockQ4_0,
+        |blk| {
+            let d = halves(blk.d, [0, 0]).0;
+            (unpack_nibbles(&blk.qs), d, -8.0 * d)
+        },
+        |wv, xq| (wv, xq)
+    );
+    // Q4_1: (d q + m) x = d q x + m x.
+    tile_kernel!(
+        q4_1,
+        BlockQ4_1,
+        |blk| {
+            let (d, m) = halves(blk.d, blk.m);
+            (unpack_nibbles(&blk.qs), d, m)
+        },
+        |wv, xq| (wv, xq)
+    );
+}
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn rows_q4_1(w: &[u8], x: &[BlockQ8], out: &mut [f32]) {
-        let w: &[BlockQ4_1] = bytemuck::cast_slice(w);
-        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
-            let (mut acc, mut offset) = (_mm256_setzero_ps(), 0f32);
-            for (b, xb) in row.iter().zip(x) {
-                let p = dot_u8_i8(unpack_nibbles(&b.qs), load_x(xb));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b.d) * xb.d), p, acc);
-                offset += half(b.m) * xb.s;
+/// Picks the instantiation of an AVX2 kernel for the number of activation rows given.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($f:ident) => {
+        |w, x, kb, o, s| {
+            // SAFETY: only selected once AVX2, FMA and F16C were detected (`simd_kernel`);
+            // the kernels are otherwise safe code.
+            unsafe {
+                // One activation row: four weight rows at a time for independent sums.
+                match x.len() / kb {
+                    1 => avx2::$f::<1, 4>(w, x, kb, o, s),
+                    2 => avx2::$f::<2, 2>(w, x, kb, o, s),
+                    3 => avx2::$f::<3, 1>(w, x, kb, o, s),
+                    _ => avx2::$f::<4, 1>(w, x, kb, o, s),
+                }
             }
-            *o = hsum(acc) + offset;
         }
-    }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
 fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
-    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
-    {
+    let has = |f| match f {
+        "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+        "fma" => std::arch::is_x86_feature_detected!("fma"),
+        _ => std::arch::is_x86_feature_detected!("f16c"),
+    };
+    if !["avx2", "fma", "f16c"].into_iter().all(has) {
         return None;
     }
-    // SAFETY (each closure): the CPU has AVX2 and FMA (checked above), all these kernels
-    // require; they are otherwise safe code.
     Some(match ty {
-        GgmlType::Q8_0 => |w, x, o| unsafe { avx2::rows_q8_0(w, x, o) },
-        GgmlType::Q4_0 => |w, x, o| unsafe { avx2::rows_q4_0(w, x, o) },
-        GgmlType::Q4_1 => |w, x, o| unsafe { avx2::rows_q4_1(w, x, o) },
+        GgmlType::Q8_0 => by_rows!(q8_0),
+        GgmlType::Q4_0 => by_rows!(q4_0),
+        GgmlType::Q4_1 => by_rows!(q4_1),
         _ => return None,
     })
 }
@@ -221,6 +299,14 @@ fn kernel(ty: GgmlType) -> Option<RowsKernel> {
 /// True when [`matmul`] handles weights of type `ty`.
 pub fn supports(ty: GgmlType) -> bool {
     portable_kernel(ty).is_some()
+}
+
+/// Runs `rows` over activation rows `x` (`kb` blocks each) in groups of [`ROWS`], writing
+/// row `i`'s results at `out[i * stride..]`.
+fn by_groups(rows: RowsKernel, w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f32], stride: usize) {
+    for (g, xg) in x.chunks(ROWS * kb).enumerate() {
+        rows(w, xg, kb, &mut out[g * ROWS * stride..], stride);
+    }
 }
 
 /// Weight rows per parallel task: small enough that a task's rows stay in L1 while every
@@ -258,9 +344,7 @@ pub fn matmul(ty: GgmlType, out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: u
     }
     if !parallel {
         // Small products: a trip through the thread pool would cost more than the work.
-        for (o, q) in out.chunks_exact_mut(n).zip(xq.chunks_exact(kb)) {
-            rows(w, q, o);
-        }
+        by_groups(rows, w, &xq, kb, out, n);
         return;
     }
     let task = rows_per_task(n, row_bytes);
@@ -268,7 +352,7 @@ pub fn matmul(ty: GgmlType, out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: u
         // One activation row: each task writes a contiguous run of outputs.
         out.par_chunks_mut(task)
             .zip(w.par_chunks(task * row_bytes))
-            .for_each(|(o, wc)| rows(wc, &xq, o));
+            .for_each(|(o, wc)| rows(wc, &xq, kb, o, 0));
         return;
     }
     // Several rows: each task computes its weight rows against every activation row
@@ -278,9 +362,7 @@ pub fn matmul(ty: GgmlType, out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: u
         .map(|wc| {
             let nr = wc.len() / row_bytes;
             let mut t = vec![0f32; m * nr];
-            for (i, ti) in t.chunks_exact_mut(nr).enumerate() {
-                rows(wc, &xq[i * kb..(i + 1) * kb], ti);
-            }
+            by_groups(rows, wc, &xq, kb, &mut t, nr);
             t
         })
         .collect();
@@ -353,7 +435,7 @@ mod tests {
                 let mut out = vec![0f32; m * n];
                 matmul(ty, &mut out, &x, &w, m, n, k);
                 let mut portable = vec![0f32; n];
-                portable_kernel(ty).unwrap()(&w, &xq[..k / 32], &mut portable);
+                portable_kernel(ty).unwrap()(&w, &xq[..k / 32], k / 32, &mut portable, n);
                 for i in 0..m {
                     for j in 0..n {
                         let r: f32 = (0..k).map(|t| xr[i * k + t] * wf[j * k + t]).sum();

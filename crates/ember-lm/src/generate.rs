@@ -20,6 +20,20 @@ pub struct GenerateConfig {
     pub sampler: SamplerConfig,
     /// Bound the KV cache to this many positions (a rotating cache).
     pub max_kv_size: Option<usize>,
+    /// Keep going past end-of-sequence tokens (for benchmarks of a fixed length).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateConfig {
+    /// 100 greedy tokens, as mlx_lm.generate.
+    fn default() -> Self {
+        GenerateConfig {
+            max_tokens: 100,
+            sampler: SamplerConfig::default(),
+            max_kv_size: None,
+            ignore_eos: false,
+        }
+    }
 }
 
 /// Why generation stopped.
@@ -52,6 +66,7 @@ pub struct Response {
 pub struct Generation<'a> {
     model: &'a Llama,
     decoder: StreamDecoder<'a>,
+    /// Tokens that end generation (none when ignoring EOS).
     eos: &'a [u32],
     cache: Vec<KvCache>,
     sampler: Sampler,
@@ -93,7 +108,7 @@ pub fn stream_generate<'a>(
     Ok(Generation {
         model,
         decoder: tokenizer.stream(),
-        eos: tokenizer.eos_ids(),
+        eos: if config.ignore_eos { &[] } else { tokenizer.eos_ids() },
         cache,
         sampler: Sampler::new(config.sampler.clone()),
         prompt: prompt.to_vec(),
@@ -114,8 +129,13 @@ impl Generation<'_> {
             Some(t) => vec![t as i32],
         };
         let ids = Array::from_slice(&input, &[1, input.len()])?;
-        let logits = self.model.forward_last(&ids, &mut self.cache)?;
-        let logits = logits.astype(Dtype::Float32)?.to_vec::<f32>()?;
+        let (model, cache) = (self.model, &mut self.cache);
+        // Evaluate on a worker of the thread pool: the parallel kernels of the step then fork
+        // with cheap joins instead of each entering the pool from outside.
+        let logits = rayon::scope(|_| -> Result<Vec<f32>> {
+            let logits = model.forward_last(&ids, cache)?;
+            Ok(logits.astype(Dtype::Float32)?.to_vec::<f32>()?)
+        })?;
         Ok(self.sampler.sample(&logits))
     }
 

@@ -7,7 +7,7 @@
 //! use ember_lm::{generate::GenerateConfig, load, stream_generate};
 //! let m = load(std::path::Path::new("model.gguf")).unwrap();
 //! let prompt = m.prompt_tokens("Hello", None, true).unwrap();
-//! let config = GenerateConfig { max_tokens: 32, sampler: Default::default(), max_kv_size: None };
+//! let config = GenerateConfig { max_tokens: 32, ..Default::default() };
 //! for r in stream_generate(&m.model, &m.tokenizer, &prompt, &config).unwrap() {
 //!     print!("{}", r.unwrap().text);
 //! }
@@ -75,7 +75,7 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
             "tensor `rope_freqs.weight` does not have rope dims / 2 values",
         ));
     }
-    let model = Llama::new(config, &weights::GgufWeights::new(&file, path), freqs)?;
+    let model = Llama::new(config, &weights::GgufWeights::new(&file, path)?, freqs)?;
     let tokenizer = Tokenizer::from_gguf(&file, path)?;
     let chat_template = match file.get("tokenizer.chat_template") {
         None => None,

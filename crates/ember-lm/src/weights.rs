@@ -3,7 +3,9 @@
 //! storage and builds the right layer for how each tensor is stored (dense or GGML blocks).
 
 use crate::error::{Error, Result};
+use ember_core::array::new_output;
 use ember_core::io::gguf::{GgmlType, GgufFile};
+use ember_core::ops::{self, Slice};
 use ember_core::{Array, Dtype};
 use ember_nn::{
     Embed, Embedding, Linear, Module, QuantizedEmbedding, QuantizedLinear, QuantizedWeight,
@@ -83,9 +85,35 @@ impl WeightSource for ArrayWeights {
 }
 
 /// The tensors of a GGUF file, named as llama.cpp's converter names them.
+///
+/// Quantized matrices are copied at load into one buffer from ember's allocator, which backs
+/// large buffers with huge pages: decoding streams every weight once per token, and over the
+/// file's 4 KiB pages the TLB misses of that walk cost about as much as the reads. They are
+/// read with `pread`, so the file's pages are never mapped into the process (no double count
+/// in its resident memory). Dense tensors (norms, F16 matrices) stay views of the file.
 pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     path: &'a Path,
+    arena: Option<Array>,
+    /// Byte offset in `arena` of each quantized tensor.
+    offsets: HashMap<String, usize>,
+}
+
+/// Tensor starts in the arena are rounded up to this (a cache line).
+const ARENA_ALIGN: usize = 64;
+
+/// Copies `len` bytes at `offset` of the file into `out`.
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, out: &mut [u8], offset: usize) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, out, offset as u64)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &std::fs::File, out: &mut [u8], offset: usize) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(offset as u64))?;
+    f.read_exact(out)
 }
 
 /// llama.cpp's tensor name for a Hugging Face one (Llama-family layouts).
@@ -124,8 +152,32 @@ enum Storage {
 }
 
 impl<'a> GgufWeights<'a> {
-    pub fn new(file: &'a GgufFile, path: &'a Path) -> GgufWeights<'a> {
-        GgufWeights { file, path }
+    /// Reads the quantized tensors of `file` (opened from `path`) into memory.
+    pub fn new(file: &'a GgufFile, path: &'a Path) -> Result<GgufWeights<'a>> {
+        let quantized =
+            |ty: GgmlType| matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1);
+        let mut offsets = HashMap::new();
+        let mut total = 0usize;
+        for info in file.tensor_infos().iter().filter(|i| quantized(i.ggml_type)) {
+            offsets.insert(info.name.clone(), total);
+            total += info.nbytes.next_multiple_of(ARENA_ALIGN);
+        }
+        if total == 0 {
+            return Ok(GgufWeights { file, path, arena: None, offsets });
+        }
+        let handle = std::fs::File::open(path)
+            .map_err(|e| Error::model(path, format!("cannot open: {e}")))?;
+        let arena = new_output::<u8>(&[total], |out| {
+            for info in file.tensor_infos().iter().filter(|i| quantized(i.ggml_type)) {
+                let at = offsets[&info.name];
+                read_at(&handle, &mut out[at..at + info.nbytes], file.data_offset() + info.offset)
+                    .map_err(|e| {
+                        ember_core::Error::file(path, format!("tensor `{}`: {e}", info.name))
+                    })?;
+            }
+            Ok(())
+        })?;
+        Ok(GgufWeights { file, path, arena: Some(Array::from_ready(arena)), offsets })
     }
 
     fn name(&self, hf: &str) -> Result<String> {
@@ -150,14 +202,19 @@ impl<'a> GgufWeights<'a> {
     }
 
     fn blocks(&self, name: &str, ty: GgmlType) -> Result<QuantizedWeight> {
-        let raw = self.file.raw(name)?;
-        if raw.ndim() != 2 {
+        let t = self.file.tensor_data(name)?;
+        let (Some(arena), Some(&at), [rows, cols]) = (&self.arena, self.offsets.get(name), t.shape)
+        else {
             return Err(Error::model(
                 self.path,
-                format!("tensor `{name}` must be 2-d, has shape {:?}", self.shape_of(name)?),
+                format!("tensor `{name}` must be a 2-d quantized matrix, has shape {:?}", t.shape),
             ));
-        }
-        Ok(QuantizedWeight::new(raw, ty)?)
+        };
+        let bytes = ops::slice(arena, &[Slice::range(at as isize, (at + t.bytes.len()) as isize)])?;
+        let row_bytes = cols / ty.block_size() * ty.type_size();
+        let blocks = ops::reshape_to(&bytes, &[*rows, row_bytes])?;
+        blocks.eval()?;
+        Ok(QuantizedWeight::new(blocks, ty)?)
     }
 
     fn shape_of(&self, name: &str) -> Result<Vec<usize>> {

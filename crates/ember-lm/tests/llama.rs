@@ -163,11 +163,7 @@ fn check_reference(r: &Reference) {
     }
     // Greedy tokens must agree for as long as the reference's choice is clearer than the
     // logit error; after a near tie either choice is right and the texts may part.
-    let config = GenerateConfig {
-        max_tokens: r.greedy.len(),
-        sampler: Default::default(),
-        max_kv_size: None,
-    };
+    let config = GenerateConfig { max_tokens: r.greedy.len(), ..Default::default() };
     let tokens: Vec<u32> = stream_generate(&loaded.model, &loaded.tokenizer, &r.prompt, &config)
         .unwrap()
         .map(|x| x.unwrap().token)
@@ -203,8 +199,7 @@ fn check_reference(r: &Reference) {
 fn generation_stops_at_max_tokens_and_reports_figures() {
     let m = &tiny_models()[1];
     let loaded = load(&fixture_path(&m.file)).unwrap();
-    let config =
-        GenerateConfig { max_tokens: 5, sampler: Default::default(), max_kv_size: Some(8) };
+    let config = GenerateConfig { max_tokens: 5, max_kv_size: Some(8), ..Default::default() };
     let out: Vec<_> = stream_generate(&loaded.model, &loaded.tokenizer, &m.prompt, &config)
         .unwrap()
         .map(|r| r.unwrap())
@@ -246,7 +241,7 @@ fn bad_input_gives_clear_errors() {
 
     let loaded = load(&fixture_path("tiny_llama.gguf")).unwrap();
     let long = vec![5u32; 64];
-    let config = GenerateConfig { max_tokens: 4, sampler: Default::default(), max_kv_size: None };
+    let config = GenerateConfig { max_tokens: 4, ..Default::default() };
     let err = stream_generate(&loaded.model, &loaded.tokenizer, &long, &config)
         .err()
         .unwrap()
