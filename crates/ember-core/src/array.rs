@@ -198,6 +198,7 @@ impl Array {
             .collect();
         let weak = outs.iter().map(|a| Arc::downgrade(&a.0)).collect();
         op_node.outputs.set(weak).map_err(|_| Error::op("graph", "outputs set twice"))?;
+        crate::transforms::tape::record(&op_node);
         Ok(outs)
     }
 

@@ -53,11 +53,13 @@ fn run(op_node: &OpNode) -> Result<()> {
         return Ok(()); // every output was dropped: nothing wants this result
     };
     let stream = first.stream;
+    let tracing = crate::transforms::tape::is_tracing();
     let mut inputs = Vec::with_capacity(op_node.inputs.len());
     let mut donated = Vec::new();
     for (i, a) in op_node.inputs.iter().enumerate() {
-        // Held only by this op: hand the data over so the kernel may reuse its buffer.
-        let unique = Arc::strong_count(&a.0) == 1;
+        // Held only by this op: hand the data over so the kernel may reuse its buffer
+        // (unless a transform is tracing: its backward pass may still read the input).
+        let unique = Arc::strong_count(&a.0) == 1 && !tracing;
         let mut state = a.0.lock();
         match &*state {
             State::Ready(d) if !unique => inputs.push(d.clone()),

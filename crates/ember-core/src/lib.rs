@@ -15,6 +15,7 @@ pub mod io;
 pub mod op;
 pub mod ops;
 mod operators;
+pub mod transforms;
 
 pub use array::{Array, ReadyArray};
 pub use buffer::{

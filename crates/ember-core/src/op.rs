@@ -8,6 +8,7 @@ use crate::ops::{
     layout::LayoutOp, linalg::LinalgOp, quantized::QuantizedOp, random::RandomOp,
     reduce::ReduceOp, sort::SortOp,
 };
+use crate::transforms::CustomOp;
 use crate::Result;
 
 /// The shape and dtype of one output.
@@ -56,6 +57,11 @@ pub enum Op {
     Fast(FastOp),
     Random(RandomOp),
     Quantized(QuantizedOp),
+    /// The input unchanged; transforms treat the result as a constant.
+    StopGradient,
+    /// A custom function call: inputs are the primals then the forward's outputs, which
+    /// pass through (see transforms/custom.rs).
+    Custom(CustomOp),
 }
 
 impl Op {
@@ -75,6 +81,8 @@ impl Op {
             Op::Fast(o) => o.name(),
             Op::Random(o) => o.name(),
             Op::Quantized(o) => o.name(),
+            Op::StopGradient => "stop_gradient",
+            Op::Custom(_) => "custom_function",
         }
     }
 
@@ -94,6 +102,8 @@ impl Op {
             Op::Fast(o) => o.infer(inputs),
             Op::Random(o) => o.infer(inputs),
             Op::Quantized(o) => o.infer(inputs),
+            Op::StopGradient => Ok(vec![(inputs[0].shape().to_vec(), inputs[0].dtype())]),
+            Op::Custom(c) => Ok(c.infer(inputs)),
         }
     }
 }

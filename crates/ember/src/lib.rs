@@ -15,5 +15,6 @@ pub use ember_core::*;
 /// Everything needed for everyday use: `use ember::prelude::*`.
 pub mod prelude {
     pub use ember_core::ops::{self, Slice};
+    pub use ember_core::transforms::{self, Tree};
     pub use ember_core::{eval, Array, Device, Dtype, Error, Result, Stream};
 }

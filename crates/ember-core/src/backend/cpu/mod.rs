@@ -48,6 +48,9 @@ impl Backend for CpuBackend {
             Op::Fast(o) => fast::eval(o, inputs, outputs),
             Op::Random(o) => random::eval(o, inputs, outputs),
             Op::Quantized(o) => quantized::eval(o, inputs, outputs),
+            // Pass-throughs: the value is the input's (for Custom, the forward's outputs).
+            Op::StopGradient => Ok(vec![inputs[0].clone()]),
+            Op::Custom(_) => Ok(inputs[inputs.len() - outputs.len()..].to_vec()),
         }
     }
 }

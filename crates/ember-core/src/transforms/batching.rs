@@ -1,0 +1,129 @@
+//! The batching (vmap) rule of every primitive: given inputs with their batch axes, compute
+//! the outputs for the whole batch and say where their batch axes are. Most rules move the
+//! batch axis first and shift the op's axes by one; ops without a rule of their own run once
+//! per batch element and stack the results (correct for any op, only slower).
+
+use super::vmap::{to_front, Batched};
+use crate::array::Array;
+use crate::op::Op;
+use crate::ops::layout::LayoutOp;
+use crate::ops::linalg::LinalgOp;
+use crate::ops::reduce::ReduceOp;
+use crate::ops::{self, Slice};
+use crate::Result;
+
+impl Op {
+    /// The outputs of this op over a batch of `size`, from inputs with batch axes.
+    pub(crate) fn vmap(&self, inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
+        match self {
+            Op::Unary(_) | Op::AsType(_) | Op::StopGradient => {
+                let (x, ax) = &inputs[0];
+                Ok(vec![(Array::from_op(self.clone(), vec![x.clone()])?, *ax)])
+            }
+            Op::Binary(_) | Op::Select => {
+                let front = all_to_front(inputs, size)?;
+                Ok(vec![(Array::from_op(self.clone(), front)?, Some(0))])
+            }
+            Op::Layout(l) => layout(l, &inputs[0], size),
+            Op::Reduce(r) => {
+                let x = to_front(&inputs[0].0, inputs[0].1, size)?;
+                let shifted = match r {
+                    ReduceOp::Reduce { kind, axes } => {
+                        ReduceOp::Reduce { kind: *kind, axes: axes.iter().map(|a| a + 1).collect() }
+                    }
+                    ReduceOp::ArgReduce { kind, axis } => ReduceOp::ArgReduce { kind: *kind, axis: axis + 1 },
+                    ReduceOp::Scan { kind, axis, reverse, inclusive } => ReduceOp::Scan {
+                        kind: *kind,
+                        axis: axis + 1,
+                        reverse: *reverse,
+                        inclusive: *inclusive,
+                    },
+                };
+                Ok(vec![(Array::from_op(Op::Reduce(shifted), vec![x])?, Some(0))])
+            }
+            Op::Linalg(LinalgOp::Matmul) => matmul(inputs, size),
+            _ => per_element(self, inputs, size),
+        }
+    }
+}
+
+fn all_to_front(inputs: &[Batched], size: usize) -> Result<Vec<Array>> {
+    inputs.iter().map(|(x, ax)| to_front(x, *ax, size)).collect()
+}
+
+fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
+    let x = to_front(&input.0, input.1, size)?;
+    let with_batch = |shape: &[usize]| [&[size][..], shape].concat();
+    let batched_op = match op {
+        LayoutOp::Copy => LayoutOp::Copy,
+        LayoutOp::Reshape(shape) => LayoutOp::Reshape(with_batch(shape)),
+        LayoutOp::Transpose(perm) => {
+            LayoutOp::Transpose([&[0][..], &perm.iter().map(|p| p + 1).collect::<Vec<_>>()].concat())
+        }
+        LayoutOp::Broadcast(shape) => {
+            // Align the example's dims with the target's trailing dims, batch axis first.
+            let missing = shape.len() + 1 - x.ndim();
+            let mut aligned = vec![size];
+            aligned.extend(std::iter::repeat_n(1, missing));
+            aligned.extend_from_slice(&x.shape()[1..]);
+            let x = ops::reshape_to(&x, &aligned)?;
+            return Ok(vec![(ops::broadcast_to(&x, &with_batch(shape))?, Some(0))]);
+        }
+        LayoutOp::Slice { start, step, shape } => LayoutOp::Slice {
+            start: [&[0][..], start].concat(),
+            step: [&[1][..], step].concat(),
+            shape: with_batch(shape),
+        },
+        LayoutOp::AsStrided { .. } => return per_element(&Op::Layout(op.clone()), &[input.clone()], size),
+    };
+    Ok(vec![(Array::from_op(Op::Layout(batched_op), vec![x])?, Some(0))])
+}
+
+/// Matmul broadcasts batch dims: put the batch axis first and pad the shorter operand's
+/// batch dims with ones after it, so the batch lines up with the output's first axis.
+fn matmul(inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
+    let rank = inputs.iter().map(|(x, ax)| x.ndim() - usize::from(ax.is_some())).max().unwrap_or(2);
+    let aligned = inputs
+        .iter()
+        .map(|(x, ax)| {
+            let front = match ax {
+                Some(_) => to_front(x, *ax, size)?,
+                None => ops::expand_dims(x, &[0])?,
+            };
+            let mut shape = vec![front.shape()[0]];
+            shape.extend(std::iter::repeat_n(1, rank + 1 - front.ndim()));
+            shape.extend_from_slice(&front.shape()[1..]);
+            ops::reshape_to(&front, &shape)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(vec![(Array::from_op(Op::Linalg(LinalgOp::Matmul), aligned)?, Some(0))])
+}
+
+/// The op applied to each batch element in turn, outputs stacked on a new first axis.
+fn per_element(op: &Op, inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
+    let mut per_output: Vec<Vec<Array>> = Vec::new();
+    for b in 0..size {
+        let args = inputs
+            .iter()
+            .map(|(x, ax)| match ax {
+                Some(a) => {
+                    let one = ops::slice_axis(x, *a as isize, Slice::range(b as isize, b as isize + 1))?;
+                    ops::squeeze(&one, Some(&[*a as isize]))
+                }
+                None => Ok(x.clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outs = Array::from_op_multi(op.clone(), args)?;
+        per_output.resize(outs.len(), Vec::new());
+        for (acc, o) in per_output.iter_mut().zip(outs) {
+            acc.push(o);
+        }
+    }
+    per_output
+        .into_iter()
+        .map(|outs| {
+            let refs: Vec<&Array> = outs.iter().collect();
+            Ok((ops::stack(&refs, 0)?, Some(0)))
+        })
+        .collect()
+}
