@@ -18,13 +18,14 @@ fn element(x: &Array, axis: usize, b: usize) -> Array {
 /// Checks `vmap(f)` on `args` batched on `in_axes` against a loop, outputs stacked on `out_axis`.
 fn check(name: &str, f: F, args: &[Array], in_axes: &[Option<isize>], out_axis: isize) {
     let mapped = vmap(f, in_axes, &[Some(out_axis)])(args).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let size = args.iter().zip(in_axes).find_map(|(x, a)| a.map(|a| x.shape()[a as usize])).unwrap();
+    let axis = |x: &Array, a: isize| if a < 0 { (a + x.ndim() as isize) as usize } else { a as usize };
+    let size = args.iter().zip(in_axes).find_map(|(x, a)| a.map(|a| x.shape()[axis(x, a)])).unwrap();
     let looped: Vec<Array> = (0..size)
         .map(|b| {
             let one: Vec<Array> = args
                 .iter()
                 .zip(in_axes)
-                .map(|(x, a)| a.map_or_else(|| x.clone(), |a| element(x, a as usize, b)))
+                .map(|(x, a)| a.map_or_else(|| x.clone(), |a| element(x, axis(x, a), b)))
                 .collect();
             f(&one).unwrap().remove(0)
         })

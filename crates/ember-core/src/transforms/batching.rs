@@ -20,9 +20,10 @@ impl Op {
                 let (x, ax) = &inputs[0];
                 Ok(vec![(Array::from_op(self.clone(), vec![x.clone()])?, *ax)])
             }
-            Op::Binary(_) | Op::Select => {
-                let front = all_to_front(inputs, size)?;
-                Ok(vec![(Array::from_op(self.clone(), front)?, Some(0))])
+            // These broadcast their inputs (matmul its batch dims) from the right.
+            Op::Binary(_) | Op::Select | Op::Linalg(LinalgOp::Matmul) => {
+                let aligned = align_batch_first(inputs, size)?;
+                Ok(vec![(Array::from_op(self.clone(), aligned)?, Some(0))])
             }
             Op::Layout(l) => layout(l, &inputs[0], size),
             Op::Reduce(r) => {
@@ -41,14 +42,9 @@ impl Op {
                 };
                 Ok(vec![(Array::from_op(Op::Reduce(shifted), vec![x])?, Some(0))])
             }
-            Op::Linalg(LinalgOp::Matmul) => matmul(inputs, size),
             _ => per_element(self, inputs, size),
         }
     }
-}
-
-fn all_to_front(inputs: &[Batched], size: usize) -> Result<Vec<Array>> {
-    inputs.iter().map(|(x, ax)| to_front(x, *ax, size)).collect()
 }
 
 fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
@@ -79,24 +75,24 @@ fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
     Ok(vec![(Array::from_op(Op::Layout(batched_op), vec![x])?, Some(0))])
 }
 
-/// Matmul broadcasts batch dims: put the batch axis first and pad the shorter operand's
-/// batch dims with ones after it, so the batch lines up with the output's first axis.
-fn matmul(inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
-    let rank = inputs.iter().map(|(x, ax)| x.ndim() - usize::from(ax.is_some())).max().unwrap_or(2);
-    let aligned = inputs
+/// Inputs for an op that broadcasts from the right: each batched input gets its batch axis
+/// first, then ones up to the largest example rank, so the batches line up on axis 0 of the
+/// result; unbatched inputs broadcast as they are.
+fn align_batch_first(inputs: &[Batched], size: usize) -> Result<Vec<Array>> {
+    let rank = inputs.iter().map(|(x, ax)| x.ndim() - usize::from(ax.is_some())).max().unwrap_or(0);
+    inputs
         .iter()
         .map(|(x, ax)| {
-            let front = match ax {
-                Some(_) => to_front(x, *ax, size)?,
-                None => ops::expand_dims(x, &[0])?,
-            };
-            let mut shape = vec![front.shape()[0]];
+            if ax.is_none() {
+                return Ok(x.clone());
+            }
+            let front = to_front(x, *ax, size)?;
+            let mut shape = vec![size];
             shape.extend(std::iter::repeat_n(1, rank + 1 - front.ndim()));
             shape.extend_from_slice(&front.shape()[1..]);
             ops::reshape_to(&front, &shape)
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(vec![(Array::from_op(Op::Linalg(LinalgOp::Matmul), aligned)?, Some(0))])
+        .collect()
 }
 
 /// The op applied to each batch element in turn, outputs stacked on a new first axis.
