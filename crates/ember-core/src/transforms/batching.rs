@@ -6,7 +6,10 @@
 use super::vmap::{to_front, Batched};
 use crate::array::Array;
 use crate::op::Op;
+use crate::ops::fast::FastOp;
+use crate::ops::index::IndexOp;
 use crate::ops::layout::LayoutOp;
+use crate::ops::sort::SortOp;
 use crate::ops::linalg::LinalgOp;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::{self, Slice};
@@ -26,6 +29,30 @@ impl Op {
                 Ok(vec![(Array::from_op(self.clone(), aligned)?, Some(0))])
             }
             Op::Layout(l) => layout(l, &inputs[0], size),
+            Op::Sort(o) => {
+                let shifted = match o.clone() {
+                    SortOp::Sort { axis } => SortOp::Sort { axis: axis + 1 },
+                    SortOp::ArgSort { axis } => SortOp::ArgSort { axis: axis + 1 },
+                    SortOp::Partition { kth, axis } => SortOp::Partition { kth, axis: axis + 1 },
+                    SortOp::ArgPartition { kth, axis } => SortOp::ArgPartition { kth, axis: axis + 1 },
+                };
+                first_batched(Op::Sort(shifted), inputs, size)
+            }
+            // These act on trailing axes; an extra leading batch axis is one more row, as long
+            // as only the main input (the first) is batched.
+            Op::Fast(FastOp::Softmax | FastOp::RmsNorm { .. } | FastOp::LayerNorm { .. } | FastOp::Rope { .. })
+                if inputs[1..].iter().all(|(_, ax)| ax.is_none()) =>
+            {
+                first_batched(self.clone(), inputs, size)
+            }
+            Op::Index(IndexOp::Take { axis }) if inputs[1].1.is_none() => {
+                first_batched(Op::Index(IndexOp::Take { axis: axis + 1 }), inputs, size)
+            }
+            Op::Index(IndexOp::Concatenate { axis }) => {
+                let front = inputs.iter().map(|(x, ax)| to_front(x, *ax, size)).collect::<Result<Vec<_>>>()?;
+                let op = Op::Index(IndexOp::Concatenate { axis: axis + 1 });
+                Ok(vec![(Array::from_op(op, front)?, Some(0))])
+            }
             Op::Reduce(r) => {
                 let x = to_front(&inputs[0].0, inputs[0].1, size)?;
                 let shifted = match r {
@@ -45,6 +72,14 @@ impl Op {
             _ => per_element(self, inputs, size),
         }
     }
+}
+
+/// `op` on the first input with its batch axis first and the other inputs as they are.
+fn first_batched(op: Op, inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
+    let mut args = vec![to_front(&inputs[0].0, inputs[0].1, size)?];
+    args.extend(inputs[1..].iter().map(|(x, _)| x.clone()));
+    let outs = Array::from_op_multi(op, args)?;
+    Ok(outs.into_iter().map(|o| (o, Some(0))).collect())
 }
 
 fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
