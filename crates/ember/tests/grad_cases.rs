@@ -304,6 +304,13 @@ fn gradients_that_do_not_exist_are_errors_naming_the_op() {
         &[Array::from_slice(&[1.0f32, 1.0], &[1, 2]).unwrap()],
     ));
     assert!(e.contains("[quantized_matmul]") && e.contains("quantized weights"), "{e}");
+    let (w, _) = q8_weights();
+    let e = err_of(vjp(
+        |v| Ok(vec![ops::dequantize_ggml(&v[0], GgmlType::Q8_0)?]),
+        &[w],
+        &[ops::ones(&[2, 32], Dtype::Float32).unwrap()],
+    ));
+    assert!(e.contains("[dequantize]") && e.contains("quantized weights"), "{e}");
 
     let x = Array::from_slice(&[1.0, 2.0, 3.0], &[3, 1]).unwrap();
     let idx = Array::from_slice(&[0i32, 0], &[2]).unwrap();
