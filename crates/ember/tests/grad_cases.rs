@@ -132,7 +132,7 @@ fn mlp_cross_entropy_gradient_matches_finite_differences() {
 }
 
 #[test]
-fn max_splits_ties_equally_and_maximum_sends_ties_to_b() {
+fn ties_max_splits_maximum_sends_to_b_cummax_to_the_latest() {
     let g = grad_of_sum(|x| ops::max(x, None, false), &arr(&[1.0, 3.0, 3.0, 2.0]));
     assert_eq!(values(&g), [0.0, 0.5, 0.5, 0.0]);
     let g = grad_of_sum(
@@ -141,6 +141,10 @@ fn max_splits_ties_equally_and_maximum_sends_ties_to_b() {
     );
     let third = 1.0 / 3.0;
     assert_close("min ties", &values(&g), &[third, third, third, 0.0, 1.0, 0.0], 1e-15);
+    // cummax of [1, 3, 2, 3, 0] is [1, 3, 3, 3, 3]: each output's cotangent goes to the
+    // latest element equal to it, so the second 3 takes over from the first.
+    let g = grad_of_sum(|x| ops::cummax(x, Some(0), false, true), &arr(&[1.0, 3.0, 2.0, 3.0, 0.0]));
+    assert_eq!(values(&g), [1.0, 2.0, 0.0, 2.0, 0.0]);
     let (a, b) = (arr(&[1.0, 2.0, 3.0]), arr(&[1.0, 0.0, 5.0]));
     let (_, g) =
         vjp(|v| Ok(vec![ops::maximum(&v[0], &v[1])?]), &[a.clone(), b.clone()], &[arr(&[1.0; 3])])

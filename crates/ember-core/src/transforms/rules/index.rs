@@ -104,9 +104,7 @@ pub(super) fn jvp(
         IndexOp::ScatterAxis { mode, .. } | IndexOp::Scatter { mode, .. } => match mode {
             ScatterMode::Set | ScatterMode::Add => on_tangents(&[0, last]),
             ScatterMode::Max | ScatterMode::Min => extreme_scatter_jvp(op, inputs, y, tangents),
-            ScatterMode::Prod => {
-                bail!("jvp", "{} has no gradient rule", crate::op::Primitive::name(op))
-            }
+            ScatterMode::Prod => no_gradient(op),
         },
         IndexOp::SliceUpdate { .. } => on_tangents(&[0, 1]),
         IndexOp::Concatenate { .. } => on_tangents(&(0..inputs.len()).collect::<Vec<_>>()),
@@ -158,10 +156,13 @@ fn scatter_vjp(
             let won = equal(&gather(y)?, upd)?;
             where_(&won, &gather(cot)?, &zero)
         }
-        (ScatterMode::Prod, _) => {
-            bail!("vjp", "{} has no gradient rule", crate::op::Primitive::name(op))
-        }
+        (ScatterMode::Prod, _) => no_gradient(op),
     }
+}
+
+/// `scatter_prod`'s rule: none, as in MLX.
+fn no_gradient<T>(op: &IndexOp) -> Result<T> {
+    bail!(crate::op::Primitive::name(op), "has no gradient (MLX defines none)")
 }
 
 /// The transpose of [`scatter_vjp`] for `scatter_max`/`scatter_min`: the old value's tangent
