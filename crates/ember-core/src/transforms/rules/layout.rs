@@ -1,9 +1,13 @@
-//! Rules of the layout ops: each vjp maps the cotangent back onto the input's shape.
+//! Rules of the layout ops. Each is linear, so its jvp applies the op to the tangent (see
+//! `rules/mod.rs`); each vjp maps the cotangent back onto the input's shape.
 
+use super::unbroadcast;
 use crate::array::Array;
+use crate::op::Op;
+use crate::ops::index::IndexOp;
 use crate::ops::layout::LayoutOp;
-use crate::ops::{self, reshape_to};
-use crate::{bail, Result};
+use crate::ops::{self, reshape_to, zeros_like};
+use crate::Result;
 
 pub(super) fn vjp(op: &LayoutOp, x: &Array, cot: &Array) -> Result<Array> {
     match op {
@@ -15,21 +19,42 @@ pub(super) fn vjp(op: &LayoutOp, x: &Array, cot: &Array) -> Result<Array> {
             }
             ops::transpose(cot, &inverse)
         }
-        LayoutOp::Broadcast(shape) => unbroadcast(cot, x.shape(), shape),
-        op => bail!("vjp", "{} has no gradient rule", crate::op::Primitive::name(op)),
+        LayoutOp::Broadcast(_) => unbroadcast(cot, x.shape()),
+        // The slice's elements get the cotangent, the others zero.
+        LayoutOp::Slice { start, step, .. } => {
+            let update = IndexOp::SliceUpdate { start: start.clone(), step: step.clone() };
+            Array::from_op(Op::Index(update), vec![zeros_like(x)?, cot.clone()])
+        }
+        LayoutOp::AsStrided { shape, strides, offset } => {
+            as_strided_vjp(x, cot, shape, strides, *offset)
+        }
     }
 }
 
-/// Sums `cot` (of the broadcast `shape`) back to `to`.
-pub(super) fn unbroadcast(cot: &Array, to: &[usize], shape: &[usize]) -> Result<Array> {
-    if to == shape {
-        return Ok(cot.clone());
+/// Adds each element of `cot` into the element of `x` its view position reads (positions may
+/// repeat: overlapping windows read one element several times).
+fn as_strided_vjp(
+    x: &Array,
+    cot: &Array,
+    shape: &[usize],
+    strides: &[isize],
+    offset: usize,
+) -> Result<Array> {
+    let n = cot.size();
+    if n == 0 {
+        return zeros_like(x);
     }
-    let lead = shape.len() - to.len();
-    let axes: Vec<isize> = (0..shape.len())
-        .filter(|&i| i < lead || (to[i - lead] == 1 && shape[i] != 1))
-        .map(|i| i as isize)
-        .collect();
-    let summed = ops::sum(cot, Some(&axes), true)?;
-    reshape_to(&summed, to)
+    // The flat source position of every view element, in row-major order.
+    let mut positions = vec![offset as i64; n];
+    let mut block = n;
+    for (&len, &stride) in shape.iter().zip(strides) {
+        block /= len;
+        for (i, p) in positions.iter_mut().enumerate() {
+            *p += ((i / block) % len) as i64 * stride as i64;
+        }
+    }
+    let positions = Array::from_vec(positions, &[n])?;
+    let flat = ops::zeros(&[x.size()], x.dtype())?;
+    let summed = ops::scatter_add_axis(&flat, &positions, &reshape_to(cot, &[n])?, 0)?;
+    reshape_to(&summed, x.shape())
 }
