@@ -42,6 +42,7 @@ impl Op {
                 Ok(vec![(Array::from_op(Op::Reduce(shifted), vec![x])?, Some(0))])
             }
             Op::Linalg(LinalgOp::Matmul) => matmul(inputs, size),
+            Op::Compiled(p) => p.vmap(inputs, size),
             _ => per_element(self, inputs, size),
         }
     }

@@ -26,6 +26,7 @@ impl Op {
             Op::Layout(l) => vec![layout::vjp(l, &inputs[0], &cotangents[0])?],
             Op::Reduce(r) => reduce::vjp(r, &inputs[0], &outputs[0], &cotangents[0])?,
             Op::Custom(c) => return c.vjp(inputs, outputs, cotangents, argnums),
+            Op::Compiled(p) => return p.vjp(inputs, cotangents, argnums),
             Op::StopGradient => vec![crate::ops::zeros_like(&inputs[0])?],
             op => bail!("vjp", "{} has no gradient rule", op.name()),
         };
@@ -53,6 +54,7 @@ impl Op {
             Op::Layout(_) => Array::from_op(self.clone(), vec![zeros_or(0)?])?,
             Op::Reduce(r) => reduce::jvp(r, &inputs[0], &outputs[0], &zeros_or(0)?)?,
             Op::Custom(c) => return c.jvp(inputs, tangents),
+            Op::Compiled(p) => return p.jvp(inputs, tangents),
             Op::StopGradient => crate::ops::zeros_like(&outputs[0])?,
             op => bail!("jvp", "{} has no jvp rule", op.name()),
         }])
