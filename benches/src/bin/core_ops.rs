@@ -72,14 +72,11 @@ fn main() -> Result<()> {
         report("sum_16m", threads, r, &format!(",\"gb_per_s\":{gbs:.1}"));
     }
     if want("chain_relu_xw_b") {
-        let (x, w, b) = (
-            random(&[n], Dtype::Float32)?,
-            random(&[n], Dtype::Float32)?,
-            random(&[n], Dtype::Float32)?,
-        );
+        let (x, w, b) = (random(&[n], Dtype::Float32)?, random(&[n], Dtype::Float32)?, random(&[n], Dtype::Float32)?);
         let zero = Array::scalar(0f32);
-        let r =
-            time(runs, || ops::maximum(&ops::add(&ops::multiply(&x, &w)?, &b)?, &zero)?.eval())?;
+        let r = time(runs, || {
+            ops::maximum(&ops::add(&ops::multiply(&x, &w)?, &b)?, &zero)?.eval()
+        })?;
         report("chain_relu_xw_b", threads, r, "");
     }
     if want("gelu_16m_compiled") {

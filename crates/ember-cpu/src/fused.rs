@@ -141,8 +141,6 @@ pub trait Compute:
 {
     /// The input's elements as one slice of `Self`, when it is contiguous and of this type.
     fn direct<'a>(input: &Input<'a>) -> Option<&'a [Self]>;
-    /// Element `index` of an input, converted (for uniform inputs).
-    fn load_one(input: &Input<'_>, index: usize) -> Self;
     /// Writes `src` into `out[start..]`, converting to the output's type.
     fn store(src: &[Self], out: &mut Output<'_>, start: usize);
     /// Rounds every value of `src` to half precision, into `dst`.
@@ -160,9 +158,6 @@ impl Compute for f32 {
             Input::F32(v) => v.contiguous(),
             _ => None,
         }
-    }
-    fn load_one(input: &Input<'_>, index: usize) -> f32 {
-        element(input, index)
     }
     fn store(src: &[f32], out: &mut Output<'_>, start: usize) {
         let n = src.len();
@@ -221,9 +216,6 @@ impl Compute for f64 {
             _ => None,
         }
     }
-    fn load_one(input: &Input<'_>, index: usize) -> f64 {
-        element(input, index)
-    }
     fn store(src: &[f64], out: &mut Output<'_>, start: usize) {
         let n = src.len();
         match out {
@@ -264,26 +256,18 @@ impl Compute for f64 {
     }
 }
 
-/// Element `index` (row-major over the view's shape) of an input, converted to `F`.
-fn element<F: Scalar>(input: &Input<'_>, index: usize) -> F {
-    fn at<T: Scalar, F: Scalar>(v: &View<'_, T>, mut index: usize) -> F {
-        let mut off = v.offset as isize;
-        for (&n, &s) in v.shape.iter().zip(v.strides).rev() {
-            off += (index % n) as isize * s;
-            index /= n;
-        }
-        cast(v.data[off as usize])
-    }
+/// The first element of an input, converted (a uniform input holds only this value).
+fn first<F: Scalar>(input: &Input<'_>) -> F {
     match input {
-        Input::F32(v) => at(v, index),
-        Input::F64(v) => at(v, index),
-        Input::F16(v) => at(v, index),
-        Input::Bf16(v) => at(v, index),
-        Input::Bool(v) => at(v, index),
+        Input::F32(v) => cast(v.data[v.offset]),
+        Input::F64(v) => cast(v.data[v.offset]),
+        Input::F16(v) => cast(v.data[v.offset]),
+        Input::Bf16(v) => cast(v.data[v.offset]),
+        Input::Bool(v) => cast(v.data[v.offset]),
     }
 }
 
-/// Number of elements each register holds.
+/// Bytes per register (one tile of values): the few registers a program uses stay in L1.
 const TILE_BYTES: usize = 4096;
 /// Tiles per parallel task.
 const TILES_PER_TASK: usize = 16;
@@ -341,7 +325,7 @@ impl<F: Compute> Plan<F> {
             .enumerate()
             .map(|(i, x)| {
                 if view_is_uniform(x) {
-                    Source::Scalar(F::load_one(x, 0))
+                    Source::Scalar(first(x))
                 } else if F::direct(x).is_some() {
                     Source::Direct(i)
                 } else {
