@@ -114,3 +114,23 @@ if want("softmax_rows_4096"):
 if want("transpose_copy_4096"):
     x = rand((4096, 4096), dtypes["f32"])
     report("transpose_copy_4096", timed(lambda: transpose_copy(x), sync))
+if want("mlp_value_and_grad"):
+    width, batch, layers = 1024, 256, 4
+    x, y = rand((batch, width), dtypes["f32"]), rand((batch, width), dtypes["f32"])
+    if lib == "torch":
+        model = torch.nn.Sequential(*[m for i in range(layers) for m in
+                                      ([torch.nn.Linear(width, width)] + ([torch.nn.ReLU()] if i + 1 < layers else []))])
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            return loss
+        report("mlp_value_and_grad", timed(step, sync))
+    elif lib.startswith("mlx"):
+        import mlx.nn as nn
+        model = nn.Sequential(*[m for i in range(layers) for m in
+                                ([nn.Linear(width, width)] + ([nn.ReLU()] if i + 1 < layers else []))])
+        mx.eval(model.parameters())
+        loss_and_grad = nn.value_and_grad(model, lambda m, x, y: ((m(x) - y) ** 2).mean())
+        report("mlp_value_and_grad", timed(lambda: loss_and_grad(model, x, y), sync))

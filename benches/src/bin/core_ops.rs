@@ -103,5 +103,45 @@ fn main() -> Result<()> {
         let r = time(runs, || ops::contiguous(&ops::transpose_all(&x)?)?.eval())?;
         report("transpose_copy_4096", threads, r, "");
     }
+    if want("mlp_value_and_grad") {
+        report("mlp_value_and_grad", threads, time(runs, mlp_step()?)?, "");
+    }
     Ok(())
+}
+
+/// One training step's gradient of a 4-layer MLP (width 1024, batch 256, relu, mean squared
+/// error): `value_and_grad` of the loss over the parameter tree, loss and gradients evaluated.
+fn mlp_step() -> Result<impl FnMut() -> Result<()>> {
+    use ember::transforms::{value_and_grad, Tree};
+    let (width, batch, layers) = (1024, 256, 4);
+    let scale = Array::scalar(1.0f32 / (width as f32).sqrt());
+    let params = Tree::List(
+        (0..layers)
+            .map(|_| {
+                let w = ops::multiply(&random(&[width, width], Dtype::Float32)?, &scale)?;
+                let b = random(&[width], Dtype::Float32)?;
+                Ok(Tree::from(vec![w, b]))
+            })
+            .collect::<Result<_>>()?,
+    );
+    let (x, y) = (random(&[batch, width], Dtype::Float32)?, random(&[batch, width], Dtype::Float32)?);
+    let loss = move |args: &[Tree]| -> Result<Tree> {
+        let leaves = args[0].leaves();
+        let mut h = args[1].as_array()?.clone();
+        for (i, wb) in leaves.chunks(2).enumerate() {
+            h = ops::add(&ops::matmul(&h, &wb[0])?, &wb[1])?;
+            if i + 1 < layers {
+                h = ops::maximum(&h, &Array::scalar(0f32))?;
+            }
+        }
+        let err = ops::subtract(&h, args[2].as_array()?)?;
+        Ok(ops::mean(&ops::square(&err)?, None, false)?.into())
+    };
+    let step = value_and_grad(loss, &[0]);
+    Ok(move || {
+        let (value, grads) = step(&[params.clone(), x.clone().into(), y.clone().into()])?;
+        let mut outs = vec![value.as_array()?.clone()];
+        outs.extend(grads[0].leaves());
+        eval(&outs.iter().collect::<Vec<_>>())
+    })
 }

@@ -18,13 +18,14 @@ fn element(x: &Array, axis: usize, b: usize) -> Array {
 /// Checks `vmap(f)` on `args` batched on `in_axes` against a loop, outputs stacked on `out_axis`.
 fn check(name: &str, f: F, args: &[Array], in_axes: &[Option<isize>], out_axis: isize) {
     let mapped = vmap(f, in_axes, &[Some(out_axis)])(args).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let size = args.iter().zip(in_axes).find_map(|(x, a)| a.map(|a| x.shape()[a as usize])).unwrap();
+    let axis = |x: &Array, a: isize| if a < 0 { (a + x.ndim() as isize) as usize } else { a as usize };
+    let size = args.iter().zip(in_axes).find_map(|(x, a)| a.map(|a| x.shape()[axis(x, a)])).unwrap();
     let looped: Vec<Array> = (0..size)
         .map(|b| {
             let one: Vec<Array> = args
                 .iter()
                 .zip(in_axes)
-                .map(|(x, a)| a.map_or_else(|| x.clone(), |a| element(x, a as usize, b)))
+                .map(|(x, a)| a.map_or_else(|| x.clone(), |a| element(x, axis(x, a), b)))
                 .collect();
             f(&one).unwrap().remove(0)
         })
@@ -60,6 +61,20 @@ fn vmap_equals_a_loop_for_every_op_family() {
         ("softmax", |x| Ok(vec![ops::softmax(&x[0], Some(&[-1]), false)?]), vec![vec![2, 5]]),
         ("sort", |x| Ok(vec![ops::sort(&x[0], Some(0))?]), vec![vec![4, 2]]),
         ("concatenate", |x| Ok(vec![ops::concatenate(&[&x[0], &x[1]], 0)?]), vec![vec![2], vec![3]]),
+        ("argsort", |x| Ok(vec![ops::argsort(&x[0], Some(-1))?.astype(Dtype::Float64)?]), vec![vec![2, 4]]),
+        ("partition", |x| Ok(vec![ops::partition(&x[0], 1, Some(0))?]), vec![vec![4, 2]]),
+        ("rms_norm", |x| Ok(vec![ops::fast::rms_norm(&x[0], Some(&x[1]), 1e-5)?]), vec![vec![2, 4], vec![4]]),
+        ("layer_norm", |x| Ok(vec![ops::fast::layer_norm(&x[0], Some(&x[1]), None, 1e-5)?]), vec![vec![2, 4], vec![4]]),
+        ("rope", |x| Ok(vec![ops::fast::rope(&x[0], 4, false, Some(10000.0), 1.0, 3, None)?]), vec![vec![2, 3, 4]]),
+        ("sdpa", |x| {
+            let mask = ops::fast::AttentionMask::Causal;
+            Ok(vec![ops::fast::scaled_dot_product_attention(&x[0], &x[1], &x[2], 0.5, mask)?])
+        }, vec![vec![1, 2, 3, 4], vec![1, 1, 3, 4], vec![1, 1, 3, 4]]),
+        ("conv2d", |x| Ok(vec![ops::conv2d(&x[0], &x[1], (1, 1), (1, 0), (1, 1), 1)?]), vec![vec![1, 4, 3, 2], vec![3, 2, 2, 2]]),
+        ("take batched indices", |x| {
+            let idx = ops::argsort(&x[1], Some(0))?;
+            Ok(vec![ops::take(&x[0], &idx, Some(0))?])
+        }, vec![vec![3], vec![3]]),
         ("take", |x| {
             let idx = Array::from_slice(&[2u32, 0, 1, 2], &[4])?;
             Ok(vec![ops::take(&x[0], &idx, Some(0))?])

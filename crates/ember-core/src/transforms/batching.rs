@@ -6,7 +6,10 @@
 use super::vmap::{to_front, Batched};
 use crate::array::Array;
 use crate::op::Op;
+use crate::ops::fast::FastOp;
+use crate::ops::index::IndexOp;
 use crate::ops::layout::LayoutOp;
+use crate::ops::sort::SortOp;
 use crate::ops::linalg::LinalgOp;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::{self, Slice};
@@ -20,11 +23,36 @@ impl Op {
                 let (x, ax) = &inputs[0];
                 Ok(vec![(Array::from_op(self.clone(), vec![x.clone()])?, *ax)])
             }
-            Op::Binary(_) | Op::Select => {
-                let front = all_to_front(inputs, size)?;
-                Ok(vec![(Array::from_op(self.clone(), front)?, Some(0))])
+            // These broadcast their inputs (matmul its batch dims) from the right.
+            Op::Binary(_) | Op::Select | Op::Linalg(LinalgOp::Matmul) => {
+                let aligned = align_batch_first(inputs, size)?;
+                Ok(vec![(Array::from_op(self.clone(), aligned)?, Some(0))])
             }
             Op::Layout(l) => layout(l, &inputs[0], size),
+            Op::Sort(o) => {
+                let shifted = match o.clone() {
+                    SortOp::Sort { axis } => SortOp::Sort { axis: axis + 1 },
+                    SortOp::ArgSort { axis } => SortOp::ArgSort { axis: axis + 1 },
+                    SortOp::Partition { kth, axis } => SortOp::Partition { kth, axis: axis + 1 },
+                    SortOp::ArgPartition { kth, axis } => SortOp::ArgPartition { kth, axis: axis + 1 },
+                };
+                first_batched(Op::Sort(shifted), inputs, size)
+            }
+            // These act on trailing axes; an extra leading batch axis is one more row, as long
+            // as only the main input (the first) is batched.
+            Op::Fast(FastOp::Softmax | FastOp::RmsNorm { .. } | FastOp::LayerNorm { .. } | FastOp::Rope { .. })
+                if inputs[1..].iter().all(|(_, ax)| ax.is_none()) =>
+            {
+                first_batched(self.clone(), inputs, size)
+            }
+            Op::Index(IndexOp::Take { axis }) if inputs[1].1.is_none() => {
+                first_batched(Op::Index(IndexOp::Take { axis: axis + 1 }), inputs, size)
+            }
+            Op::Index(IndexOp::Concatenate { axis }) => {
+                let front = inputs.iter().map(|(x, ax)| to_front(x, *ax, size)).collect::<Result<Vec<_>>>()?;
+                let op = Op::Index(IndexOp::Concatenate { axis: axis + 1 });
+                Ok(vec![(Array::from_op(op, front)?, Some(0))])
+            }
             Op::Reduce(r) => {
                 let x = to_front(&inputs[0].0, inputs[0].1, size)?;
                 let shifted = match r {
@@ -41,15 +69,18 @@ impl Op {
                 };
                 Ok(vec![(Array::from_op(Op::Reduce(shifted), vec![x])?, Some(0))])
             }
-            Op::Linalg(LinalgOp::Matmul) => matmul(inputs, size),
             Op::Compiled(p) => p.vmap(inputs, size),
             _ => per_element(self, inputs, size),
         }
     }
 }
 
-fn all_to_front(inputs: &[Batched], size: usize) -> Result<Vec<Array>> {
-    inputs.iter().map(|(x, ax)| to_front(x, *ax, size)).collect()
+/// `op` on the first input with its batch axis first and the other inputs as they are.
+fn first_batched(op: Op, inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
+    let mut args = vec![to_front(&inputs[0].0, inputs[0].1, size)?];
+    args.extend(inputs[1..].iter().map(|(x, _)| x.clone()));
+    let outs = Array::from_op_multi(op, args)?;
+    Ok(outs.into_iter().map(|o| (o, Some(0))).collect())
 }
 
 fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
@@ -80,24 +111,24 @@ fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
     Ok(vec![(Array::from_op(Op::Layout(batched_op), vec![x])?, Some(0))])
 }
 
-/// Matmul broadcasts batch dims: put the batch axis first and pad the shorter operand's
-/// batch dims with ones after it, so the batch lines up with the output's first axis.
-fn matmul(inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
-    let rank = inputs.iter().map(|(x, ax)| x.ndim() - usize::from(ax.is_some())).max().unwrap_or(2);
-    let aligned = inputs
+/// Inputs for an op that broadcasts from the right: each batched input gets its batch axis
+/// first, then ones up to the largest example rank, so the batches line up on axis 0 of the
+/// result; unbatched inputs broadcast as they are.
+fn align_batch_first(inputs: &[Batched], size: usize) -> Result<Vec<Array>> {
+    let rank = inputs.iter().map(|(x, ax)| x.ndim() - usize::from(ax.is_some())).max().unwrap_or(0);
+    inputs
         .iter()
         .map(|(x, ax)| {
-            let front = match ax {
-                Some(_) => to_front(x, *ax, size)?,
-                None => ops::expand_dims(x, &[0])?,
-            };
-            let mut shape = vec![front.shape()[0]];
+            if ax.is_none() {
+                return Ok(x.clone());
+            }
+            let front = to_front(x, *ax, size)?;
+            let mut shape = vec![size];
             shape.extend(std::iter::repeat_n(1, rank + 1 - front.ndim()));
             shape.extend_from_slice(&front.shape()[1..]);
             ops::reshape_to(&front, &shape)
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(vec![(Array::from_op(Op::Linalg(LinalgOp::Matmul), aligned)?, Some(0))])
+        .collect()
 }
 
 /// The op applied to each batch element in turn, outputs stacked on a new first axis.

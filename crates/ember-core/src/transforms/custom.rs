@@ -60,7 +60,7 @@ impl CustomFunction {
     pub fn call(&self, primals: &[Array]) -> Result<Vec<Array>> {
         let outputs = tape::paused(|| (self.forward)(primals))?;
         let op = CustomOp { function: self.clone(), primals: primals.len() };
-        Array::from_op_multi(Op::Custom(op), [primals, &outputs].concat())
+        Array::from_op_multi(Op::Custom(op), [primals, outputs.as_slice()].concat())
     }
 }
 

@@ -1,9 +1,10 @@
-//! Rules of the elementwise ops. Binary ops see inputs already broadcast to one shape (the
-//! broadcast is its own op), so their cotangents need no reduction here.
+//! Rules of the elementwise ops. Binary ops broadcast their inputs, so each input's
+//! cotangent is summed back to its shape.
 
 use crate::array::Array;
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::ops::{self, add, cos, divide, multiply, negative, sin};
+use super::layout::unbroadcast;
 use crate::{bail, Result};
 
 /// The derivative of `y = op(x)` at `x`, as an array.
@@ -45,7 +46,8 @@ fn binary_partials(op: BinaryOp, a: &Array, b: &Array) -> Result<(Array, Array)>
 
 pub(super) fn binary_vjp(op: BinaryOp, inputs: &[Array], _y: &Array, cot: &Array) -> Result<Vec<Array>> {
     let (da, db) = binary_partials(op, &inputs[0], &inputs[1])?;
-    Ok(vec![multiply(cot, &da)?, multiply(cot, &db)?])
+    let back = |d: &Array, x: &Array| unbroadcast(&multiply(cot, d)?, x.shape(), cot.shape());
+    Ok(vec![back(&da, &inputs[0])?, back(&db, &inputs[1])?])
 }
 
 pub(super) fn binary_jvp(op: BinaryOp, inputs: &[Array], _y: &Array, ta: &Array, tb: &Array) -> Result<Array> {

@@ -21,7 +21,10 @@ pub(super) fn vjp(op: &LayoutOp, x: &Array, cot: &Array) -> Result<Array> {
 }
 
 /// Sums `cot` (of the broadcast `shape`) back to `to`.
-fn unbroadcast(cot: &Array, to: &[usize], shape: &[usize]) -> Result<Array> {
+pub(super) fn unbroadcast(cot: &Array, to: &[usize], shape: &[usize]) -> Result<Array> {
+    if to == shape {
+        return Ok(cot.clone());
+    }
     let lead = shape.len() - to.len();
     let axes: Vec<isize> = (0..shape.len())
         .filter(|&i| i < lead || (to[i - lead] == 1 && shape[i] != 1))
