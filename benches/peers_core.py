@@ -27,6 +27,9 @@ def report(name, r, **extra):
     print(json.dumps(out), flush=True)
 
 
+GELU_C = (2 / 3.141592653589793) ** 0.5
+
+
 def want(name):
     return filt in name
 
@@ -41,6 +44,8 @@ if lib == "numpy":
     softmax = lambda x: (lambda e: e / e.sum(-1, keepdims=True))(np.exp(x - x.max(-1, keepdims=True)))
     transpose_copy = lambda x: np.ascontiguousarray(x.T)
     relu_chain = lambda x, w, b: np.maximum(x * w + b, 0)
+    gelu = lambda x: 0.5 * x * (1 + np.tanh(np.float32(GELU_C) * (x + np.float32(0.044715) * x**3)))
+    gelu_compiled = None
 elif lib == "torch":
     import torch
     torch.set_num_threads(threads)
@@ -55,6 +60,8 @@ elif lib == "torch":
     softmax = lambda x: torch.softmax(x, -1)
     transpose_copy = lambda x: x.t().contiguous()
     relu_chain = lambda x, w, b: torch.relu(x * w + b)
+    gelu = lambda x: 0.5 * x * (1 + torch.tanh(GELU_C * (x + 0.044715 * x**3)))
+    gelu_compiled = None
 elif lib.startswith("mlx"):
     import mlx.core as mx
     mx.set_default_device(mx.cpu)
@@ -71,6 +78,8 @@ elif lib.startswith("mlx"):
     softmax = lambda x: mx.softmax(x, axis=-1)
     transpose_copy = lambda x: mx.contiguous(x.T) if hasattr(mx, "contiguous") else x.T + 0
     relu_chain = lambda x, w, b: mx.maximum(x * w + b, 0)
+    gelu = lambda x: 0.5 * x * (1 + mx.tanh(GELU_C * (x + 0.044715 * x**3)))
+    gelu_compiled = mx.compile(gelu)
 else:
     raise SystemExit(f"unknown peer {lib}")
 
@@ -90,6 +99,15 @@ if want("sum_16m"):
 if want("chain_relu_xw_b"):
     x, w, b = rand((n,), dtypes["f32"]), rand((n,), dtypes["f32"]), rand((n,), dtypes["f32"])
     report("chain_relu_xw_b", timed(lambda: relu_chain(x, w, b), sync))
+if want("gelu_16m_compiled"):
+    x = rand((n,), dtypes["f32"])
+    gbs = lambda r: 2 * n * 4 / (r[0] * 1e-3) / 1e9
+    if want("gelu_16m"):
+        r = timed(lambda: gelu(x), sync)
+        report("gelu_16m", r, gb_per_s=gbs(r))
+    if gelu_compiled is not None:
+        r = timed(lambda: gelu_compiled(x), sync)
+        report("gelu_16m_compiled", r, gb_per_s=gbs(r))
 if want("softmax_rows_4096"):
     x = rand((4096, 4096), dtypes["f32"])
     report("softmax_rows_4096", timed(lambda: softmax(x), sync))

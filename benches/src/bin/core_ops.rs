@@ -32,6 +32,15 @@ fn random(shape: &[usize], dtype: Dtype) -> Result<Array> {
     Ok(x)
 }
 
+/// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, written as MLX's `nn.gelu_approx`.
+fn gelu_tanh(x: &Array) -> Result<Array> {
+    let c = Array::scalar((2.0f32 / std::f32::consts::PI).sqrt());
+    let cube = ops::power(x, &Array::scalar(3f32))?;
+    let inner = ops::add(x, &ops::multiply(&Array::scalar(0.044715f32), &cube)?)?;
+    let t = ops::tanh(&ops::multiply(&c, &inner)?)?;
+    ops::multiply(&ops::multiply(&Array::scalar(0.5f32), x)?, &ops::add(&Array::scalar(1f32), &t)?)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
@@ -69,6 +78,20 @@ fn main() -> Result<()> {
             ops::maximum(&ops::add(&ops::multiply(&x, &w)?, &b)?, &zero)?.eval()
         })?;
         report("chain_relu_xw_b", threads, r, "");
+    }
+    if want("gelu_16m_compiled") {
+        // MLX's nn.gelu_approx formula; the compiled run fuses the chain into one pass.
+        let x = random(&[n], Dtype::Float32)?;
+        let uncompiled = |x: &[Array]| Ok(vec![gelu_tanh(&x[0])?]);
+        let compiled = transforms::compile(uncompiled);
+        let args = [x];
+        let gbs = |ms: f64| (2 * n * 4) as f64 / (ms * 1e-3) / 1e9;
+        if want("gelu_16m") {
+            let r = time(runs, || uncompiled(&args)?[0].eval())?;
+            report("gelu_16m", threads, r, &format!(",\"gb_per_s\":{:.1}", gbs(r.0)));
+        }
+        let r = time(runs, || compiled(&args)?[0].eval())?;
+        report("gelu_16m_compiled", threads, r, &format!(",\"gb_per_s\":{:.1}", gbs(r.0)));
     }
     if want("softmax_rows_4096") {
         let x = random(&[4096, 4096], Dtype::Float32)?;

@@ -8,7 +8,7 @@ use crate::ops::{
     layout::LayoutOp, linalg::LinalgOp, quantized::QuantizedOp, random::RandomOp,
     reduce::ReduceOp, sort::SortOp,
 };
-use crate::transforms::CustomOp;
+use crate::transforms::{CustomOp, FusedProgram};
 use crate::Result;
 
 /// The shape and dtype of one output.
@@ -62,6 +62,8 @@ pub enum Op {
     /// A custom function call: inputs are the primals then the forward's outputs, which
     /// pass through (see transforms/custom.rs).
     Custom(CustomOp),
+    /// A fused elementwise region made by `compile` (see transforms/compile).
+    Compiled(std::sync::Arc<FusedProgram>),
 }
 
 impl Op {
@@ -83,6 +85,7 @@ impl Op {
             Op::Quantized(o) => o.name(),
             Op::StopGradient => "stop_gradient",
             Op::Custom(_) => "custom_function",
+            Op::Compiled(_) => "compiled",
         }
     }
 
@@ -104,6 +107,7 @@ impl Op {
             Op::Quantized(o) => o.infer(inputs),
             Op::StopGradient => Ok(vec![(inputs[0].shape().to_vec(), inputs[0].dtype())]),
             Op::Custom(c) => Ok(c.infer(inputs)),
+            Op::Compiled(p) => p.infer(inputs),
         }
     }
 }

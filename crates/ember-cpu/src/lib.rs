@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod conv;
 pub mod fast;
+pub mod fused;
 pub mod gemm_bf16;
 pub mod ggml;
 pub mod index;
@@ -15,6 +16,7 @@ pub mod scalar;
 pub mod scan;
 pub mod sort;
 pub mod strided;
+pub mod vmath;
 
 pub use half::{bf16, f16};
 pub use scalar::num_like;

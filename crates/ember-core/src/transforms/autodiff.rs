@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A new node with `x`'s value (a zero-copy identity view).
-fn fresh(x: &Array) -> Result<Array> {
+pub(super) fn fresh(x: &Array) -> Result<Array> {
     Array::from_op(Op::Layout(LayoutOp::Transpose((0..x.ndim()).collect())), vec![x.clone()])
 }
 

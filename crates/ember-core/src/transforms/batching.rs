@@ -69,6 +69,7 @@ impl Op {
                 };
                 Ok(vec![(Array::from_op(Op::Reduce(shifted), vec![x])?, Some(0))])
             }
+            Op::Compiled(p) => p.vmap(inputs, size),
             _ => per_element(self, inputs, size),
         }
     }

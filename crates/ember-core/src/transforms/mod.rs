@@ -3,6 +3,7 @@
 
 mod autodiff;
 mod batching;
+pub(crate) mod compile;
 mod custom;
 mod rules;
 pub(crate) mod tape;
@@ -10,6 +11,10 @@ mod tree;
 mod vmap;
 
 pub use autodiff::{grad, jvp, stop_gradient, value_and_grad, vjp};
+pub use compile::{
+    compile, compile_with, disable_compile, enable_compile, CompileOptions, CompileStats, Compiled,
+    FusedInstr, FusedProgram,
+};
 pub use custom::{checkpoint, CustomFunction, CustomOp};
 pub use tree::Tree;
 pub use vmap::vmap;

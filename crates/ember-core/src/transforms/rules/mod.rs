@@ -50,6 +50,7 @@ impl Op {
             Op::Random(r) => random::vjp(r, inputs, cot, argnums),
             Op::Quantized(q) => quantized::vjp(q, inputs, cot, argnums),
             Op::Custom(c) => c.vjp(inputs, outputs, cotangents, argnums),
+            Op::Compiled(p) => p.vjp(inputs, cotangents, argnums),
             Op::StopGradient => Ok(vec![zeros_like(x)?]),
         }
     }
@@ -82,6 +83,7 @@ impl Op {
             Op::Random(r) => random::jvp(r, inputs, y, tangents)?,
             Op::Quantized(q) => quantized::jvp(q, inputs, y, tangents)?,
             Op::Custom(c) => return c.jvp(inputs, tangents),
+            Op::Compiled(p) => return p.jvp(inputs, tangents),
             Op::StopGradient => zeros_like(y)?,
         };
         Ok(vec![tangent])

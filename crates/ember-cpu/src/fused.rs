@@ -1,0 +1,913 @@
+//! The fused-program interpreter: runs a small register program of elementwise instructions
+//! over L1-sized tiles of the output, so a chain of elementwise ops reads its inputs and writes
+//! its outputs once instead of once per op.
+//!
+//! A [`Program`] is in SSA form: values `0..inputs` are the inputs, instruction `i` defines
+//! value `inputs + i`. Every value is computed in one type `F` (f32 for f32/f16/bf16/bool
+//! data, f64 for f64): bools are 0 and 1, and half results are rounded by explicit
+//! [`Func1::ToF16`]/[`Func1::ToBf16`] instructions, so results match op-by-op evaluation.
+//! At run time each input is classified once: uniform (a scalar operand), contiguous in `F`
+//! (read in place), or anything else (gathered and converted into a register per tile).
+//! Registers are assigned by liveness, an instruction's register never aliases its operands,
+//! and each instruction is one tight loop over the tile that LLVM vectorises (compiled for
+//! AVX2+FMA when the CPU has them). Tiles run in parallel above `PARALLEL_THRESHOLD`.
+
+use crate::scalar::num_like::FloatMath;
+use crate::scalar::{cast, Float, Scalar};
+use crate::strided::{Rows, View, PARALLEL_THRESHOLD};
+use crate::vmath;
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Elementwise functions of one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Func1 {
+    Abs,
+    Neg,
+    Sign,
+    Square,
+    Exp,
+    Expm1,
+    Log,
+    Log1p,
+    Log2,
+    Log10,
+    Sqrt,
+    Rsqrt,
+    Recip,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Sigmoid,
+    Erf,
+    Erfinv,
+    Floor,
+    Ceil,
+    RoundEven,
+    /// Predicates and bool conversions give 1 or 0.
+    IsNan,
+    IsInf,
+    IsFinite,
+    IsPosInf,
+    IsNegInf,
+    Not,
+    ToBool,
+    /// Rounds to the precision of a half type (the value stays in `F`).
+    ToF16,
+    ToBf16,
+    /// The value unchanged.
+    Copy,
+}
+
+/// Elementwise functions of two values (comparisons and logic give 1 or 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Func2 {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    FloorDiv,
+    Rem,
+    Pow,
+    Max,
+    Min,
+    Atan2,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+/// One instruction; operands are value indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instr {
+    Unary(Func1, usize),
+    Binary(Func2, usize, usize),
+    /// `c != 0 ? a : b` for operands `(c, a, b)`.
+    Select(usize, usize, usize),
+}
+
+/// An elementwise program over `inputs` values, returning the values in `outputs` (which
+/// name instruction results, not inputs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    pub inputs: usize,
+    pub instrs: Vec<Instr>,
+    pub outputs: Vec<usize>,
+}
+
+/// A program input: a typed view over the loop shape (broadcast inputs have zero strides).
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    F32(View<'a, f32>),
+    F64(View<'a, f64>),
+    F16(View<'a, f16>),
+    Bf16(View<'a, bf16>),
+    Bool(View<'a, bool>),
+}
+
+/// A program output: a contiguous slice over the loop shape.
+pub enum Output<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    F16(&'a mut [f16]),
+    Bf16(&'a mut [bf16]),
+    Bool(&'a mut [bool]),
+}
+
+/// The compute types of fused programs.
+pub trait Compute:
+    Float
+    + FloatMath
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    /// The input's elements as one slice of `Self`, when it is contiguous and of this type.
+    fn direct<'a>(input: &Input<'a>) -> Option<&'a [Self]>;
+    /// Writes `src` into `out[start..]`, converting to the output's type.
+    fn store(src: &[Self], out: &mut Output<'_>, start: usize);
+    /// Rounds every value of `src` to half precision, into `dst`.
+    fn round_half(dst: &mut [Self], src: &[Self], bf: bool);
+    fn exp_v<const FMA: bool>(self) -> Self;
+    fn tanh_v<const FMA: bool>(self) -> Self;
+    fn sigmoid_v<const FMA: bool>(self) -> Self;
+    fn log_v<const FMA: bool>(self) -> Self;
+    fn erf_v<const FMA: bool>(self) -> Self;
+}
+
+impl Compute for f32 {
+    fn direct<'a>(input: &Input<'a>) -> Option<&'a [f32]> {
+        match input {
+            Input::F32(v) => v.contiguous(),
+            _ => None,
+        }
+    }
+    fn store(src: &[f32], out: &mut Output<'_>, start: usize) {
+        let n = src.len();
+        match out {
+            Output::F32(o) => o[start..start + n].copy_from_slice(src),
+            Output::F16(o) => o[start..start + n].convert_from_f32_slice(src),
+            Output::Bf16(o) => o[start..start + n].convert_from_f32_slice(src),
+            Output::F64(o) => {
+                o[start..start + n].iter_mut().zip(src).for_each(|(o, &s)| *o = s as f64)
+            }
+            Output::Bool(o) => {
+                o[start..start + n].iter_mut().zip(src).for_each(|(o, &s)| *o = s != 0.0)
+            }
+        }
+    }
+    fn round_half(dst: &mut [f32], src: &[f32], bf: bool) {
+        const CHUNK: usize = 256;
+        for (d, s) in dst.chunks_mut(CHUNK).zip(src.chunks(CHUNK)) {
+            if bf {
+                let mut tmp = [bf16::ZERO; CHUNK];
+                tmp[..s.len()].convert_from_f32_slice(s);
+                tmp[..s.len()].convert_to_f32_slice(d);
+            } else {
+                let mut tmp = [f16::ZERO; CHUNK];
+                tmp[..s.len()].convert_from_f32_slice(s);
+                tmp[..s.len()].convert_to_f32_slice(d);
+            }
+        }
+    }
+    #[inline(always)]
+    fn exp_v<const FMA: bool>(self) -> f32 {
+        vmath::exp::<FMA>(self)
+    }
+    #[inline(always)]
+    fn tanh_v<const FMA: bool>(self) -> f32 {
+        vmath::tanh::<FMA>(self)
+    }
+    #[inline(always)]
+    fn sigmoid_v<const FMA: bool>(self) -> f32 {
+        vmath::sigmoid::<FMA>(self)
+    }
+    #[inline(always)]
+    fn log_v<const FMA: bool>(self) -> f32 {
+        vmath::log::<FMA>(self)
+    }
+    #[inline(always)]
+    fn erf_v<const FMA: bool>(self) -> f32 {
+        vmath::erf::<FMA>(self)
+    }
+}
+
+impl Compute for f64 {
+    fn direct<'a>(input: &Input<'a>) -> Option<&'a [f64]> {
+        match input {
+            Input::F64(v) => v.contiguous(),
+            _ => None,
+        }
+    }
+    fn store(src: &[f64], out: &mut Output<'_>, start: usize) {
+        let n = src.len();
+        match out {
+            Output::F64(o) => o[start..start + n].copy_from_slice(src),
+            Output::F32(o) => {
+                o[start..start + n].iter_mut().zip(src).for_each(|(o, &s)| *o = s as f32)
+            }
+            Output::F16(o) => {
+                o[start..start + n].iter_mut().zip(src).for_each(|(o, &s)| *o = f16::from_f64(s))
+            }
+            Output::Bf16(o) => {
+                o[start..start + n].iter_mut().zip(src).for_each(|(o, &s)| *o = bf16::from_f64(s))
+            }
+            Output::Bool(o) => {
+                o[start..start + n].iter_mut().zip(src).for_each(|(o, &s)| *o = s != 0.0)
+            }
+        }
+    }
+    fn round_half(dst: &mut [f64], src: &[f64], bf: bool) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = if bf { bf16::from_f64(s).to_f64() } else { f16::from_f64(s).to_f64() };
+        }
+    }
+    fn exp_v<const FMA: bool>(self) -> f64 {
+        self.exp()
+    }
+    fn tanh_v<const FMA: bool>(self) -> f64 {
+        self.tanh()
+    }
+    fn sigmoid_v<const FMA: bool>(self) -> f64 {
+        1.0 / (1.0 + (-self).exp())
+    }
+    fn log_v<const FMA: bool>(self) -> f64 {
+        self.ln()
+    }
+    fn erf_v<const FMA: bool>(self) -> f64 {
+        FloatMath::erf(self)
+    }
+}
+
+/// The first element of an input, converted (a uniform input holds only this value).
+fn first<F: Scalar>(input: &Input<'_>) -> F {
+    match input {
+        Input::F32(v) => cast(v.data[v.offset]),
+        Input::F64(v) => cast(v.data[v.offset]),
+        Input::F16(v) => cast(v.data[v.offset]),
+        Input::Bf16(v) => cast(v.data[v.offset]),
+        Input::Bool(v) => cast(v.data[v.offset]),
+    }
+}
+
+/// Bytes per register (one tile of values): the few registers a program uses stay in L1.
+const TILE_BYTES: usize = 4096;
+/// Tiles per parallel task.
+const TILES_PER_TASK: usize = 16;
+
+/// Where an operand's values come from during one tile.
+#[derive(Clone, Copy, Debug)]
+enum Arg<F> {
+    Reg(usize),
+    /// Input `i` read in place.
+    Direct(usize),
+    Scalar(F),
+}
+
+/// A planned instruction: the op after peephole fusion, its register and operands.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Unary(Func1),
+    Binary(Func2),
+    Select,
+    /// `a * b + c`, rounded after the multiply as separate ops would be.
+    MulAdd,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Step<F> {
+    op: Op,
+    dst: usize,
+    args: [Arg<F>; 3],
+}
+
+/// The program bound to one run's inputs: which inputs are gathered into which register,
+/// the steps, and the register holding each output.
+struct Plan<F> {
+    gathers: Vec<(usize, usize)>,
+    steps: Vec<Step<F>>,
+    outputs: Vec<usize>,
+    registers: usize,
+}
+
+/// How value `v` is read, before register allocation.
+#[derive(Clone, Copy)]
+enum Source<F> {
+    Scalar(F),
+    Direct(usize),
+    Gather(usize),
+    Computed,
+}
+
+impl<F: Compute> Plan<F> {
+    fn new(program: &Program, inputs: &[Input<'_>]) -> Plan<F> {
+        let n_in = program.inputs;
+        let n_values = n_in + program.instrs.len();
+        let mut source: Vec<Source<F>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                if view_is_uniform(x) {
+                    Source::Scalar(first(x))
+                } else if F::direct(x).is_some() {
+                    Source::Direct(i)
+                } else {
+                    Source::Gather(i)
+                }
+            })
+            .collect();
+        source.resize(n_values, Source::Computed);
+        // Uses of each value, to find multiplies consumed only by one add.
+        let mut uses = vec![0usize; n_values];
+        for ins in &program.instrs {
+            for a in operands(ins) {
+                uses[a] += 1;
+            }
+        }
+        for &o in &program.outputs {
+            uses[o] += 1;
+        }
+        let mut ops: Vec<Option<(Op, [usize; 3])>> = program
+            .instrs
+            .iter()
+            .map(|ins| {
+                Some(match *ins {
+                    Instr::Unary(f, a) => (Op::Unary(f), [a, a, a]),
+                    Instr::Binary(f, a, b) => (Op::Binary(f), [a, b, b]),
+                    Instr::Select(c, a, b) => (Op::Select, [c, a, b]),
+                })
+            })
+            .collect();
+        for i in 0..ops.len() {
+            let Some((Op::Binary(Func2::Add), [a, b, _])) = ops[i] else { continue };
+            for (m, other) in [(a, b), (b, a)] {
+                let Some(j) = m.checked_sub(n_in) else { continue };
+                if uses[m] == 1 {
+                    if let Some((Op::Binary(Func2::Mul), [x, y, _])) = ops[j] {
+                        ops[i] = Some((Op::MulAdd, [x, y, other]));
+                        ops[j] = None;
+                        break;
+                    }
+                }
+            }
+        }
+        // Last step reading each value (outputs are read after the last step).
+        let mut last = vec![0usize; n_values];
+        for (i, op) in ops.iter().enumerate() {
+            if let Some((_, args)) = op {
+                args.iter().for_each(|&a| last[a] = i);
+            }
+        }
+        for &o in &program.outputs {
+            last[o] = usize::MAX;
+        }
+        let mut reg_of = vec![usize::MAX; n_values];
+        let mut free: Vec<usize> = Vec::new();
+        let mut registers = 0;
+        let mut alloc = |free: &mut Vec<usize>| {
+            free.pop().unwrap_or_else(|| {
+                registers += 1;
+                registers - 1
+            })
+        };
+        let mut gathers = Vec::new();
+        for (v, s) in source.iter().enumerate().take(n_in) {
+            if let Source::Gather(i) = s {
+                reg_of[v] = alloc(&mut free);
+                gathers.push((*i, reg_of[v]));
+            }
+        }
+        let arg = |v: usize, reg_of: &[usize]| match source[v] {
+            Source::Scalar(x) => Arg::Scalar(x),
+            Source::Direct(i) => Arg::Direct(i),
+            _ => Arg::Reg(reg_of[v]),
+        };
+        let mut steps = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let Some((op, args)) = *op else { continue };
+            let v = n_in + i;
+            reg_of[v] = alloc(&mut free);
+            steps.push(Step { op, dst: reg_of[v], args: args.map(|a| arg(a, &reg_of)) });
+            let mut dead: Vec<usize> = args.to_vec();
+            dead.sort_unstable();
+            dead.dedup();
+            for a in dead {
+                if last[a] == i && reg_of[a] != usize::MAX {
+                    free.push(reg_of[a]);
+                }
+            }
+            if uses[v] == 0 {
+                free.push(reg_of[v]); // computed but unused
+            }
+        }
+        let outputs = program
+            .outputs
+            .iter()
+            .map(|&o| {
+                assert!(o >= n_in, "a fused program's outputs must be instruction results");
+                reg_of[o]
+            })
+            .collect();
+        Plan { gathers, steps, outputs, registers }
+    }
+}
+
+fn operands(ins: &Instr) -> Vec<usize> {
+    match *ins {
+        Instr::Unary(_, a) => vec![a],
+        Instr::Binary(_, a, b) => vec![a, b],
+        Instr::Select(c, a, b) => vec![c, a, b],
+    }
+}
+
+fn view_is_uniform(x: &Input<'_>) -> bool {
+    match x {
+        Input::F32(v) => v.is_uniform(),
+        Input::F64(v) => v.is_uniform(),
+        Input::F16(v) => v.is_uniform(),
+        Input::Bf16(v) => v.is_uniform(),
+        Input::Bool(v) => v.is_uniform(),
+    }
+}
+
+/// Runs `program` over `len` elements (the row-major loop shape `shape` of every input and
+/// output view). Panics if the operand counts do not match the program (a caller bug).
+pub fn run<F: Compute>(
+    program: &Program,
+    inputs: &[Input<'_>],
+    outputs: &mut [Output<'_>],
+    shape: &[usize],
+) {
+    assert_eq!(inputs.len(), program.inputs, "fused program input count");
+    assert_eq!(outputs.len(), program.outputs.len(), "fused program output count");
+    let len: usize = shape.iter().product();
+    if len == 0 {
+        return;
+    }
+    let plan = Plan::<F>::new(program, inputs);
+    let rows: Vec<Rows<1>> = inputs.iter().map(rows_of).collect();
+    let direct: Vec<Option<&[F]>> = inputs.iter().map(F::direct).collect();
+    let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct };
+    let tile = (TILE_BYTES / std::mem::size_of::<F>()).max(64);
+    let task = tile * TILES_PER_TASK;
+    #[cfg(target_arch = "x86_64")]
+    let avx2 =
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
+    let work = |start: usize, outs: &mut [Output<'_>]| {
+        let n = outs.first().map_or(0, out_len);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above), all that
+            // `run_range_avx2` requires; its body is safe code.
+            return unsafe { run_range_avx2(&ctx, start, n, tile, outs) };
+        }
+        let _ = avx2;
+        run_range::<F, false>(&ctx, start, n, tile, outs)
+    };
+    if len >= PARALLEL_THRESHOLD {
+        let mut per_output: Vec<_> =
+            outputs.iter_mut().map(|o| chunks(o, task).into_iter()).collect();
+        let tasks: Vec<Vec<Output<'_>>> = (0..len.div_ceil(task))
+            .map(|_| per_output.iter_mut().flat_map(|c| c.next()).collect())
+            .collect();
+        tasks.into_par_iter().enumerate().for_each(|(t, mut outs)| work(t * task, &mut outs));
+    } else {
+        let mut outs: Vec<Output<'_>> = outputs.iter_mut().map(reborrow).collect();
+        work(0, &mut outs);
+    }
+}
+
+fn out_len(o: &Output<'_>) -> usize {
+    match o {
+        Output::F32(s) => s.len(),
+        Output::F64(s) => s.len(),
+        Output::F16(s) => s.len(),
+        Output::Bf16(s) => s.len(),
+        Output::Bool(s) => s.len(),
+    }
+}
+
+fn reborrow<'b>(o: &'b mut Output<'_>) -> Output<'b> {
+    match o {
+        Output::F32(s) => Output::F32(s),
+        Output::F64(s) => Output::F64(s),
+        Output::F16(s) => Output::F16(s),
+        Output::Bf16(s) => Output::Bf16(s),
+        Output::Bool(s) => Output::Bool(s),
+    }
+}
+
+/// An output split into consecutive pieces of `n` elements.
+fn chunks<'b>(o: &'b mut Output<'_>, n: usize) -> Vec<Output<'b>> {
+    match o {
+        Output::F32(s) => s.chunks_mut(n).map(Output::F32).collect(),
+        Output::F64(s) => s.chunks_mut(n).map(Output::F64).collect(),
+        Output::F16(s) => s.chunks_mut(n).map(Output::F16).collect(),
+        Output::Bf16(s) => s.chunks_mut(n).map(Output::Bf16).collect(),
+        Output::Bool(s) => s.chunks_mut(n).map(Output::Bool).collect(),
+    }
+}
+
+fn rows_of(x: &Input<'_>) -> Rows<1> {
+    match x {
+        Input::F32(v) => Rows::new(v.shape, [v.strides], [v.offset]),
+        Input::F64(v) => Rows::new(v.shape, [v.strides], [v.offset]),
+        Input::F16(v) => Rows::new(v.shape, [v.strides], [v.offset]),
+        Input::Bf16(v) => Rows::new(v.shape, [v.strides], [v.offset]),
+        Input::Bool(v) => Rows::new(v.shape, [v.strides], [v.offset]),
+    }
+}
+
+/// What every tile of one run shares.
+struct Ctx<'p, 'a, F> {
+    plan: &'p Plan<F>,
+    inputs: &'p [Input<'a>],
+    rows: &'p [Rows<1>],
+    direct: &'p [Option<&'a [F]>],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_range_avx2<F: Compute>(
+    ctx: &Ctx<'_, '_, F>,
+    start: usize,
+    n: usize,
+    tile: usize,
+    outs: &mut [Output<'_>],
+) {
+    run_range::<F, true>(ctx, start, n, tile, outs)
+}
+
+/// Runs elements `start..start + n` (the outputs hold exactly those), tile by tile.
+#[inline(always)]
+fn run_range<F: Compute, const FMA: bool>(
+    ctx: &Ctx<'_, '_, F>,
+    start: usize,
+    n: usize,
+    tile: usize,
+    outs: &mut [Output<'_>],
+) {
+    let mut regs: Vec<Vec<F>> = vec![vec![F::zero(); tile]; ctx.plan.registers];
+    let mut t0 = 0;
+    while t0 < n {
+        let len = tile.min(n - t0);
+        let first = start + t0;
+        for &(i, r) in &ctx.plan.gathers {
+            gather(&ctx.inputs[i], &ctx.rows[i], first, &mut regs[r][..len]);
+        }
+        for step in &ctx.plan.steps {
+            let mut dst = std::mem::take(&mut regs[step.dst]);
+            {
+                let src = |a: Arg<F>| match a {
+                    Arg::Reg(r) => Src::Slice(&regs[r][..len]),
+                    Arg::Direct(i) => {
+                        Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len])
+                    }
+                    Arg::Scalar(v) => Src::Scalar(v),
+                };
+                let [a, b, c] = step.args.map(src);
+                exec::<F, FMA>(step.op, &mut dst[..len], a, b, c);
+            }
+            regs[step.dst] = dst;
+        }
+        for (out, &r) in outs.iter_mut().zip(&ctx.plan.outputs) {
+            F::store(&regs[r][..len], out, t0);
+        }
+        t0 += len;
+    }
+}
+
+/// Elements `first..first + dst.len()` of a strided input, converted into `dst`.
+fn gather<F: Compute>(x: &Input<'_>, rows: &Rows<1>, first: usize, dst: &mut [F]) {
+    fn typed<T: Scalar, F: Scalar>(data: &[T], rows: &Rows<1>, first: usize, dst: &mut [F]) {
+        let inner = rows.inner_len;
+        let [stride] = rows.inner_strides;
+        let (mut row, mut col) = (first / inner, first % inner);
+        let mut done = 0;
+        while done < dst.len() {
+            let take = (inner - col).min(dst.len() - done);
+            let [base] = rows.offsets(row);
+            let base = base + col as isize * stride;
+            let out = &mut dst[done..done + take];
+            if stride == 1 {
+                let src = &data[base as usize..base as usize + take];
+                out.iter_mut().zip(src).for_each(|(o, &s)| *o = cast(s));
+            } else {
+                for (k, o) in out.iter_mut().enumerate() {
+                    *o = cast(data[(base + k as isize * stride) as usize]);
+                }
+            }
+            done += take;
+            row += 1;
+            col = 0;
+        }
+    }
+    match x {
+        Input::F32(v) => typed(v.data, rows, first, dst),
+        Input::F64(v) => typed(v.data, rows, first, dst),
+        Input::F16(v) => typed(v.data, rows, first, dst),
+        Input::Bf16(v) => typed(v.data, rows, first, dst),
+        Input::Bool(v) => typed(v.data, rows, first, dst),
+    }
+}
+
+/// An operand during one tile.
+#[derive(Clone, Copy)]
+enum Src<'a, F> {
+    Slice(&'a [F]),
+    Scalar(F),
+}
+
+#[inline(always)]
+fn map1<F: Copy>(d: &mut [F], a: Src<'_, F>, f: impl Fn(F) -> F) {
+    match a {
+        Src::Slice(x) => d.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x)),
+        Src::Scalar(v) => d.fill(f(v)),
+    }
+}
+
+#[inline(always)]
+fn map2<F: Copy>(d: &mut [F], a: Src<'_, F>, b: Src<'_, F>, f: impl Fn(F, F) -> F) {
+    match (a, b) {
+        (Src::Slice(x), Src::Slice(y)) => {
+            d.iter_mut().zip(x).zip(y).for_each(|((d, &x), &y)| *d = f(x, y))
+        }
+        (Src::Slice(x), Src::Scalar(v)) => d.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x, v)),
+        (Src::Scalar(v), Src::Slice(y)) => d.iter_mut().zip(y).for_each(|(d, &y)| *d = f(v, y)),
+        (Src::Scalar(u), Src::Scalar(v)) => d.fill(f(u, v)),
+    }
+}
+
+#[inline(always)]
+fn map3<F: Copy>(
+    d: &mut [F],
+    a: Src<'_, F>,
+    b: Src<'_, F>,
+    c: Src<'_, F>,
+    f: impl Fn(F, F, F) -> F,
+) {
+    use Src::{Scalar as V, Slice as S};
+    match (a, b, c) {
+        (S(x), S(y), S(z)) => {
+            d.iter_mut().zip(x).zip(y).zip(z).for_each(|(((d, &x), &y), &z)| *d = f(x, y, z))
+        }
+        (S(x), V(v), S(z)) => d.iter_mut().zip(x).zip(z).for_each(|((d, &x), &z)| *d = f(x, v, z)),
+        (S(x), S(y), V(w)) => d.iter_mut().zip(x).zip(y).for_each(|((d, &x), &y)| *d = f(x, y, w)),
+        (S(x), V(v), V(w)) => d.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x, v, w)),
+        (V(u), S(y), S(z)) => d.iter_mut().zip(y).zip(z).for_each(|((d, &y), &z)| *d = f(u, y, z)),
+        (a, b, c) => {
+            let at = |s: Src<'_, F>, i: usize| match s {
+                S(x) => x[i],
+                V(v) => v,
+            };
+            for (i, d) in d.iter_mut().enumerate() {
+                *d = f(at(a, i), at(b, i), at(c, i));
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn flag<F: Scalar>(b: bool) -> F {
+    if b {
+        F::one()
+    } else {
+        F::zero()
+    }
+}
+
+/// One instruction over one tile.
+#[inline(always)]
+fn exec<F: Compute, const FMA: bool>(
+    op: Op,
+    d: &mut [F],
+    a: Src<'_, F>,
+    b: Src<'_, F>,
+    c: Src<'_, F>,
+) {
+    match op {
+        Op::Unary(f) => unary::<F, FMA>(f, d, a),
+        Op::Binary(f) => binary(f, d, a, b),
+        Op::Select => map3(d, a, b, c, |c, x, y| if c != F::zero() { x } else { y }),
+        Op::MulAdd => map3(d, a, b, c, |x, y, z| x * y + z),
+    }
+}
+
+#[inline(always)]
+fn unary<F: Compute, const FMA: bool>(f: Func1, d: &mut [F], a: Src<'_, F>) {
+    use Func1::*;
+    let one = F::one();
+    match f {
+        Abs => map1(d, a, |x| x.abs()),
+        Neg => map1(d, a, |x| -x),
+        Sign => map1(d, a, Scalar::sign),
+        Square => map1(d, a, |x| x * x),
+        Exp => map1(d, a, F::exp_v::<FMA>),
+        Expm1 => map1(d, a, FloatMath::exp_m1),
+        Log => map1(d, a, F::log_v::<FMA>),
+        Log1p => map1(d, a, FloatMath::ln_1p),
+        Log2 => map1(d, a, FloatMath::log2),
+        Log10 => map1(d, a, FloatMath::log10),
+        Sqrt => map1(d, a, |x| x.sqrt()),
+        Rsqrt => map1(d, a, |x| one / x.sqrt()),
+        Recip => map1(d, a, |x| one / x),
+        Sin => map1(d, a, FloatMath::sin),
+        Cos => map1(d, a, FloatMath::cos),
+        Tan => map1(d, a, FloatMath::tan),
+        Asin => map1(d, a, FloatMath::asin),
+        Acos => map1(d, a, FloatMath::acos),
+        Atan => map1(d, a, FloatMath::atan),
+        Sinh => map1(d, a, FloatMath::sinh),
+        Cosh => map1(d, a, FloatMath::cosh),
+        Tanh => map1(d, a, F::tanh_v::<FMA>),
+        Asinh => map1(d, a, FloatMath::asinh),
+        Acosh => map1(d, a, FloatMath::acosh),
+        Atanh => map1(d, a, FloatMath::atanh),
+        Sigmoid => map1(d, a, F::sigmoid_v::<FMA>),
+        Erf => map1(d, a, F::erf_v::<FMA>),
+        Erfinv => map1(d, a, FloatMath::erfinv),
+        Floor => map1(d, a, FloatMath::floor),
+        Ceil => map1(d, a, FloatMath::ceil),
+        RoundEven => map1(d, a, FloatMath::round_ties_even),
+        IsNan => map1(d, a, |x| flag(x.is_nan())),
+        IsInf => map1(d, a, |x| flag(x.is_infinite())),
+        IsFinite => map1(d, a, |x| flag(x.is_finite())),
+        IsPosInf => map1(d, a, |x| flag(x == F::highest())),
+        IsNegInf => map1(d, a, |x| flag(x == F::lowest())),
+        Not => map1(d, a, |x| flag(x == F::zero())),
+        ToBool => map1(d, a, |x| flag(x != F::zero())),
+        Copy => map1(d, a, |x| x),
+        ToF16 | ToBf16 => match a {
+            Src::Slice(x) => F::round_half(d, x, f == ToBf16),
+            Src::Scalar(v) => {
+                d.fill(v);
+                let copy = d.to_vec();
+                F::round_half(d, &copy, f == ToBf16);
+            }
+        },
+    }
+}
+
+#[inline(always)]
+fn binary<F: Compute>(f: Func2, d: &mut [F], a: Src<'_, F>, b: Src<'_, F>) {
+    use Func2::*;
+    let zero = F::zero();
+    match f {
+        Add => map2(d, a, b, |x, y| x + y),
+        Sub => map2(d, a, b, |x, y| x - y),
+        Mul => map2(d, a, b, |x, y| x * y),
+        Div => map2(d, a, b, |x, y| x / y),
+        FloorDiv => map2(d, a, b, Scalar::floor_div),
+        Rem => map2(d, a, b, Scalar::rem),
+        // Small integer exponents as products: as fast as the multiplies they stand for.
+        Pow => match b {
+            Src::Scalar(e) if e == F::one() + F::one() => map1(d, a, |x| x * x),
+            Src::Scalar(e) if e == F::one() + F::one() + F::one() => map1(d, a, |x| x * x * x),
+            _ => map2(d, a, b, Scalar::pow),
+        },
+        Max => map2(d, a, b, Scalar::max_nan),
+        Min => map2(d, a, b, Scalar::min_nan),
+        Atan2 => map2(d, a, b, FloatMath::atan2),
+        Eq => map2(d, a, b, |x, y| flag(x == y)),
+        Ne => map2(d, a, b, |x, y| flag(x != y)),
+        Lt => map2(d, a, b, |x, y| flag(x < y)),
+        Le => map2(d, a, b, |x, y| flag(x <= y)),
+        Gt => map2(d, a, b, |x, y| flag(x > y)),
+        Ge => map2(d, a, b, |x, y| flag(x >= y)),
+        And => map2(d, a, b, |x, y| flag(x != zero && y != zero)),
+        Or => map2(d, a, b, |x, y| flag(x != zero || y != zero)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view<'a, T: Copy>(data: &'a [T], shape: &'a [usize], strides: &'a [isize]) -> View<'a, T> {
+        View::new(data, shape, strides, 0)
+    }
+
+    #[test]
+    fn gelu_like_chain_matches_scalar_code_over_many_tiles() {
+        // y = 0.5 * x * (1 + tanh(0.79 * (x + 0.044 * x^3))), and x^3 as a second output.
+        let n = 150_001; // parallel, with a ragged last tile
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+        let consts = [0.5f32, 1.0, 0.79, 0.044, 3.0];
+        let p = Program {
+            inputs: 6,
+            instrs: vec![
+                Instr::Binary(Func2::Pow, 0, 5),   // 6: x^3
+                Instr::Binary(Func2::Mul, 4, 6),   // 7
+                Instr::Binary(Func2::Add, 0, 7),   // 8 (a multiply-add)
+                Instr::Binary(Func2::Mul, 3, 8),   // 9
+                Instr::Unary(Func1::Tanh, 9),      // 10
+                Instr::Binary(Func2::Add, 2, 10),  // 11
+                Instr::Binary(Func2::Mul, 1, 0),   // 12
+                Instr::Binary(Func2::Mul, 12, 11), // 13
+            ],
+            outputs: vec![13, 6],
+        };
+        let shape = [n];
+        let zero = [0isize];
+        let mut inputs = vec![Input::F32(View::new(&x, &shape, &[1], 0))];
+        for c in &consts {
+            inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &zero, 0)));
+        }
+        let (mut y, mut cube) = (vec![0f32; n], vec![0f32; n]);
+        run::<f32>(&p, &inputs, &mut [Output::F32(&mut y), Output::F32(&mut cube)], &shape);
+        for i in (0..n).step_by(97) {
+            let v = x[i] as f64;
+            let want = 0.5 * v * (1.0 + (0.79 * (v + 0.044 * v * v * v)).tanh());
+            assert!(
+                (y[i] as f64 - want).abs() < 2e-6 * (1.0 + want.abs()),
+                "{i}: {} vs {want}",
+                y[i]
+            );
+            assert_eq!(cube[i], x[i] * x[i] * x[i]);
+        }
+    }
+
+    #[test]
+    fn strided_broadcast_and_half_inputs_gather_per_tile() {
+        // out[i, j] = col[i] (bf16, broadcast) + t[j, i] (transposed f32), as f16, plus a
+        // bool mask out > 0 through a select.
+        let (r, c) = (3usize, 2000usize);
+        let col: Vec<bf16> = (0..r).map(|i| bf16::from_f32(i as f32 + 0.5)).collect();
+        let t: Vec<f32> = (0..r * c).map(|k| k as f32 * 0.25 - 100.0).collect();
+        let shape = [r, c];
+        let p = Program {
+            inputs: 2,
+            instrs: vec![
+                Instr::Binary(Func2::Add, 0, 1),
+                Instr::Unary(Func1::ToF16, 2),
+                Instr::Binary(Func2::Gt, 3, 3),
+                Instr::Unary(Func1::Not, 4),
+                Instr::Select(5, 3, 0),
+            ],
+            outputs: vec![3, 4, 6],
+        };
+        let col_strides = [1isize, 0];
+        let t_strides = [1isize, r as isize];
+        let inputs = [
+            Input::Bf16(View::new(&col, &shape, &col_strides, 0)),
+            Input::F32(View::new(&t, &shape, &t_strides, 0)),
+        ];
+        let mut out = vec![f16::ZERO; r * c];
+        let mut mask = vec![false; r * c];
+        let mut sel = vec![0f32; r * c];
+        run::<f32>(
+            &p,
+            &inputs,
+            &mut [Output::F16(&mut out), Output::Bool(&mut mask), Output::F32(&mut sel)],
+            &shape,
+        );
+        for i in 0..r {
+            for j in 0..c {
+                let want = f16::from_f32(col[i].to_f32() + t[j * r + i]);
+                assert_eq!(out[i * c + j], want);
+                assert!(!mask[i * c + j]); // x > x is never true
+                assert_eq!(sel[i * c + j], want.to_f32());
+            }
+        }
+    }
+
+    #[test]
+    fn f64_programs_and_scalar_only_outputs() {
+        let x = [1.0f64, 4.0, 9.0];
+        let two = [2.0f64];
+        let shape = [3usize];
+        let p = Program {
+            inputs: 2,
+            instrs: vec![
+                Instr::Unary(Func1::Sqrt, 0),
+                Instr::Binary(Func2::Pow, 2, 1),
+                Instr::Binary(Func2::Lt, 0, 1),
+            ],
+            outputs: vec![3, 4],
+        };
+        let inputs = [Input::F64(view(&x, &[3], &[1])), Input::F64(view(&two, &[3], &[0]))];
+        let (mut y, mut lt) = (vec![0.0; 3], vec![true; 3]);
+        run::<f64>(&p, &inputs, &mut [Output::F64(&mut y), Output::Bool(&mut lt)], &shape);
+        assert_eq!(y, x);
+        assert_eq!(lt, [true, false, false]);
+    }
+}
