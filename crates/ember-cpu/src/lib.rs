@@ -10,6 +10,7 @@ pub mod ggml;
 pub mod index;
 pub mod matmul;
 pub mod quantized;
+pub mod quantized_packed;
 pub mod random;
 pub mod reduce;
 pub mod scalar;

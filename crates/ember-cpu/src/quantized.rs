@@ -4,24 +4,38 @@
 //! As llama.cpp does, the f32 activations are first quantized to 8 bits per block of 32
 //! ([`BlockQ8`]), so each block's dot product is an integer one, scaled once per block. The
 //! integer dot runs on AVX2 (`maddubs`) when the CPU has it, else on a portable loop; both
-//! give the same sums, so results do not depend on the path taken.
+//! give the same sums, so results do not depend on the path taken. Matrices may also be in
+//! the packed layout of [`crate::quantized_packed`] (eight rows interleaved), whose kernels
+//! use AVX-512 VNNI.
 
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
+use crate::ggml::{dequantize, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
+use crate::quantized_packed as packed;
 
 /// Values per block, for every type here.
 pub const BLOCK: usize = 32;
 
 /// 32 activations as `d * qs[i]`, with `s = d * sum(qs)` kept for the offset term of Q4_1
-/// and the `-8` of Q4_0 (llama.cpp's Q8_1, in f32).
+/// and the `-8` of Q4_0 (llama.cpp's Q8_1, in f32), and the integer `sum(qs)` for the offset
+/// of the packed layout's unsigned codes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct BlockQ8 {
     pub d: f32,
     pub s: f32,
+    pub sum: i32,
     pub qs: [i8; 32],
+}
+
+/// How the rows of a quantized matrix are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Each row is a run of GGML blocks, as GGUF files store them.
+    Rows,
+    /// Groups of eight rows interleaved ([`crate::quantized_packed`]).
+    Packed,
 }
 
 /// Quantizes `x` (a multiple of 32 values) into `out`, one block per 32 values, rounding to
@@ -39,6 +53,7 @@ pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
         }
         b.d = d;
         b.s = d * sum as f32;
+        b.sum = sum;
     }
 }
 
@@ -82,12 +97,13 @@ fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
         .sum()
 }
 
-/// Dots every weight row in `w` (rows of `kb` blocks) with each of the (at most four)
-/// activation rows in `x`: `out[i * stride + j]` = activation row `i` . weight row `j`.
-type RowsKernel = fn(w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f32], stride: usize);
+/// Dots every weight row in `w` (rows of `kb` blocks, in either layout) with each of the (at
+/// most four) activation rows in `x`: `out[i * stride + j]` = activation row `i` . weight row
+/// `j`.
+pub(crate) type RowsKernel = fn(w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f32], stride: usize);
 
 /// Activation rows a kernel takes at once: each weight block is unpacked once for all.
-const ROWS: usize = 4;
+pub(crate) const ROWS: usize = 4;
 
 fn rows_with<B: Pod>(
     w: &[u8],
@@ -105,7 +121,7 @@ fn rows_with<B: Pod>(
     }
 }
 
-fn portable_kernel(ty: GgmlType) -> Option<RowsKernel> {
+pub(crate) fn portable_kernel(ty: GgmlType) -> Option<RowsKernel> {
     Some(match ty {
         GgmlType::Q8_0 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q8_0),
         GgmlType::Q4_0 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q4_0),
@@ -291,14 +307,40 @@ fn simd_kernel(_ty: GgmlType) -> Option<RowsKernel> {
     None
 }
 
-/// The fastest row kernel for `ty` on this CPU.
-fn kernel(ty: GgmlType) -> Option<RowsKernel> {
-    simd_kernel(ty).or_else(|| portable_kernel(ty))
+/// The fastest kernel for matrices of `ty` in `layout` on this CPU.
+fn kernel(ty: GgmlType, layout: Layout) -> Option<RowsKernel> {
+    match layout {
+        Layout::Rows => simd_kernel(ty).or_else(|| portable_kernel(ty)),
+        Layout::Packed => packed::kernel(ty),
+    }
 }
 
 /// True when [`matmul`] handles weights of type `ty`.
 pub fn supports(ty: GgmlType) -> bool {
     portable_kernel(ty).is_some()
+}
+
+/// Dequantizes rows `ids` of `w` (`ty` blocks in `layout`, rows of `k` values) into `out`,
+/// `k` values per id. Returns `false` for an id out of range or sizes that disagree.
+pub fn dequantize_rows(
+    ty: GgmlType,
+    layout: Layout,
+    w: &[u8],
+    k: usize,
+    ids: &[usize],
+    out: &mut [f32],
+) -> bool {
+    if layout == Layout::Packed {
+        return packed::dequantize_rows(ty, w, k, ids, out);
+    }
+    let row_bytes = k / BLOCK * ty.type_size();
+    let rows = w.len().checked_div(row_bytes).unwrap_or(0);
+    if k % BLOCK != 0 || out.len() != ids.len() * k || ids.iter().any(|&r| r >= rows) {
+        return false;
+    }
+    ids.iter()
+        .zip(out.chunks_exact_mut(k.max(1)))
+        .all(|(&r, o)| dequantize(ty, &w[r * row_bytes..][..row_bytes], o))
 }
 
 /// Runs `rows` over activation rows `x` (`kb` blocks each) in groups of [`ROWS`], writing
@@ -309,25 +351,48 @@ fn by_groups(rows: RowsKernel, w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f3
     }
 }
 
-/// Weight rows per parallel task: small enough that a task's rows stay in L1 while every
-/// activation row passes over them, and enough tasks to balance the threads.
-fn rows_per_task(n: usize, row_bytes: usize) -> usize {
-    let by_cache = (16 << 10) / row_bytes.max(1);
+/// Weight rows per parallel task for `m` activation rows (a multiple of the packed groups'
+/// eight): enough tasks to balance the threads and, for several activation rows, few enough
+/// rows that a task's weights stay in L1 while every activation row passes over them. One
+/// activation row reads each weight once, so its tasks are whole tiles of four groups.
+fn rows_per_task(m: usize, n: usize, row_bytes: usize) -> usize {
     let by_balance = n.div_ceil(4 * rayon::current_num_threads());
-    by_cache.min(by_balance).max(8)
+    if m == 1 {
+        return by_balance.next_multiple_of(4 * packed::LANES);
+    }
+    let by_cache = (16 << 10) / row_bytes.max(1);
+    by_cache.min(by_balance).max(8).next_multiple_of(packed::LANES)
 }
 
-/// `out (m x n) = x (m x k) @ W^T`, where `w` holds `n` rows of `k / 32` blocks of `ty`.
+/// True when a matrix of `n` rows of `ty` can be stored in `layout`.
+pub fn valid_layout(ty: GgmlType, layout: Layout, n: usize) -> bool {
+    supports(ty) && (layout == Layout::Rows || packed::can_pack(ty, n))
+}
+
+/// `out (m x n) = x (m x k) @ W^T`, where `w` holds `n` rows of `k / 32` blocks of `ty`,
+/// stored in `layout`.
 ///
-/// Panics when `ty` is not [`supports`]ed or the sizes disagree (callers validate).
-pub fn matmul(ty: GgmlType, out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize) {
+/// Panics when `ty` is not [`supports`]ed, the layout is not [`valid_layout`] or the sizes
+/// disagree (callers validate).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ty: GgmlType,
+    layout: Layout,
+    out: &mut [f32],
+    x: &[f32],
+    w: &[u8],
+    m: usize,
+    n: usize,
+    k: usize,
+) {
     let kb = k / BLOCK;
     let row_bytes = kb * ty.type_size();
     assert!(
         k % BLOCK == 0 && x.len() == m * k && w.len() == n * row_bytes && out.len() == m * n,
         "quantized matmul: size mismatch"
     );
-    let rows = kernel(ty).expect("quantized matmul: unsupported weight type");
+    assert!(valid_layout(ty, layout, n), "quantized matmul: invalid layout");
+    let rows = kernel(ty, layout).expect("quantized matmul: unsupported weight type");
     if m == 0 || n == 0 {
         return;
     }
@@ -347,7 +412,7 @@ pub fn matmul(ty: GgmlType, out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: u
         by_groups(rows, w, &xq, kb, out, n);
         return;
     }
-    let task = rows_per_task(n, row_bytes);
+    let task = rows_per_task(m, n, row_bytes);
     if m == 1 {
         // One activation row: each task writes a contiguous run of outputs.
         out.par_chunks_mut(task)
@@ -375,18 +440,17 @@ pub fn matmul(ty: GgmlType, out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: u
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::ggml::dequantize;
 
     /// Deterministic pseudo-random bytes/values for the tests (an LCG).
-    fn lcg(seed: &mut u64) -> u32 {
+    pub(crate) fn lcg(seed: &mut u64) -> u32 {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (*seed >> 33) as u32
     }
 
     /// Random blocks of `ty` with sane f16 scales (bytes otherwise random).
-    fn random_blocks(ty: GgmlType, blocks: usize, seed: &mut u64) -> Vec<u8> {
+    pub(crate) fn random_blocks(ty: GgmlType, blocks: usize, seed: &mut u64) -> Vec<u8> {
         let mut bytes: Vec<u8> = (0..blocks * ty.type_size()).map(|_| lcg(seed) as u8).collect();
         let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
         for b in bytes.chunks_exact_mut(ty.type_size()) {
@@ -405,7 +469,7 @@ mod tests {
         quantize_q8(&x, &mut q);
         for (b, v) in q.iter().zip(x.chunks(32)) {
             let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
-            assert_eq!(b.s, b.d * sum as f32);
+            assert_eq!((b.s, b.sum), (b.d * sum as f32, sum));
             assert_eq!(b.qs.iter().map(|q| q.unsigned_abs()).max(), Some(127));
             for (&q, &a) in b.qs.iter().zip(v) {
                 assert!((q as f32 * b.d - a).abs() <= b.d / 2.0 + 1e-6);
@@ -417,12 +481,15 @@ mod tests {
     }
 
     /// Both the selected kernel and the portable one equal dequantize-then-dot with the
-    /// activations' own 8-bit rounding, for one and several activation rows.
+    /// activations' own 8-bit rounding, for one and several activation rows, in both layouts
+    /// (packed where the row count allows), serially and in parallel.
     #[test]
     fn matmul_matches_dequantized_product() {
         let mut seed = 7;
+        let shapes =
+            [(1, 5, 64), (3, 70, 96), (1, 300, 512), (5, 40, 128), (6, 100, 256), (1, 64, 2048)];
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
-            for (m, n, k) in [(1, 5, 64), (3, 70, 96), (1, 300, 512), (5, 40, 128), (6, 100, 256)] {
+            for (m, n, k) in shapes.into_iter().chain([(9, 96, 256), (1, 512, 512)]) {
                 let w = random_blocks(ty, n * k / 32, &mut seed);
                 let x: Vec<f32> =
                     (0..m * k).map(|_| (lcg(&mut seed) % 2001) as f32 / 1000.0 - 1.0).collect();
@@ -433,9 +500,16 @@ mod tests {
                 quantize_q8(&x, &mut xq);
                 let xr: Vec<f32> = xq.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
                 let mut out = vec![0f32; m * n];
-                matmul(ty, &mut out, &x, &w, m, n, k);
+                matmul(ty, Layout::Rows, &mut out, &x, &w, m, n, k);
                 let mut portable = vec![0f32; n];
                 portable_kernel(ty).unwrap()(&w, &xq[..k / 32], k / 32, &mut portable, n);
+                let mut packed_out = vec![0f32; m * n];
+                let mut wp = w.clone();
+                let is_packed = packed::pack(ty, &mut wp, n);
+                assert_eq!(is_packed, n % 8 == 0);
+                if is_packed {
+                    matmul(ty, Layout::Packed, &mut packed_out, &x, &wp, m, n, k);
+                }
                 for i in 0..m {
                     for j in 0..n {
                         let r: f32 = (0..k).map(|t| xr[i * k + t] * wf[j * k + t]).sum();
@@ -448,9 +522,29 @@ mod tests {
                         if i == 0 {
                             assert!((portable[j] - got).abs() <= tol, "{ty:?} portable [{j}]");
                         }
+                        let p = packed_out[i * n + j];
+                        assert!(!is_packed || (p - r).abs() <= tol, "{ty:?} packed [{i},{j}]");
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn rows_dequantize_in_both_layouts() {
+        let mut seed = 9;
+        let (n, k) = (16, 64);
+        let w = random_blocks(GgmlType::Q4_1, n * k / 32, &mut seed);
+        let mut all = vec![0f32; n * k];
+        assert!(dequantize(GgmlType::Q4_1, &w, &mut all));
+        let mut wp = w.clone();
+        assert!(packed::pack(GgmlType::Q4_1, &mut wp, n));
+        for (layout, bytes) in [(Layout::Rows, &w), (Layout::Packed, &wp)] {
+            let mut out = vec![0f32; 2 * k];
+            assert!(dequantize_rows(GgmlType::Q4_1, layout, bytes, k, &[9, 2], &mut out));
+            assert_eq!(out[..k], all[9 * k..10 * k], "{layout:?}");
+            assert_eq!(out[k..], all[2 * k..3 * k], "{layout:?}");
+            assert!(!dequantize_rows(GgmlType::Q4_1, layout, bytes, k, &[16], &mut out[..k]));
         }
     }
 

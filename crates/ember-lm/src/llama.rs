@@ -141,11 +141,49 @@ impl LlamaConfig {
     }
 }
 
+/// Several projections of one input: one fused matrix whose output is split (one product
+/// instead of several), or separate matrices when the weights are not stored so.
+enum Projections {
+    Fused { layer: Box<dyn Module>, sizes: Vec<usize> },
+    Separate(Vec<Box<dyn Module>>),
+}
+
+impl Projections {
+    /// Matrices `{p}.{name}.weight` of output sizes `sizes`.
+    fn load(w: &dyn WeightSource, p: &str, names: &[&str], sizes: &[usize]) -> Result<Self> {
+        let names: Vec<String> = names.iter().map(|n| format!("{p}.{n}.weight")).collect();
+        Ok(match w.fused_linear(&names)? {
+            Some(layer) => Projections::Fused { layer, sizes: sizes.to_vec() },
+            None => Projections::Separate(
+                names.iter().map(|n| w.linear(n)).collect::<Result<Vec<_>>>()?,
+            ),
+        })
+    }
+
+    /// Each projection of `x`, in order.
+    fn forward(&self, x: &Array) -> Result<Vec<Array>> {
+        Ok(match self {
+            Projections::Fused { layer, sizes } => {
+                let at: Vec<isize> = sizes
+                    .iter()
+                    .scan(0, |end, &s| {
+                        *end += s;
+                        Some(*end as isize)
+                    })
+                    .take(sizes.len() - 1)
+                    .collect();
+                ops::split(&layer.forward(x)?, at, -1)?
+            }
+            Projections::Separate(layers) => {
+                layers.iter().map(|l| l.forward(x)).collect::<ember_core::Result<Vec<_>>>()?
+            }
+        })
+    }
+}
+
 /// Multi-head attention with grouped key/value heads and RoPE.
 pub struct Attention {
-    q_proj: Box<dyn Module>,
-    k_proj: Box<dyn Module>,
-    v_proj: Box<dyn Module>,
+    qkv: Projections,
     o_proj: Box<dyn Module>,
     num_heads: usize,
     num_kv_heads: usize,
@@ -170,9 +208,7 @@ impl Attention {
             w.expect_shape(&format!("{p}.{name}.weight"), &shape)?;
         }
         Ok(Attention {
-            q_proj: w.linear(&format!("{p}.q_proj.weight"))?,
-            k_proj: w.linear(&format!("{p}.k_proj.weight"))?,
-            v_proj: w.linear(&format!("{p}.v_proj.weight"))?,
+            qkv: Projections::load(w, p, &["q_proj", "k_proj", "v_proj"], &[q, kv, kv])?,
             o_proj: w.linear(&format!("{p}.o_proj.weight"))?,
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
@@ -185,9 +221,10 @@ impl Attention {
     /// Attends `x` (B, L, hidden) over the cached positions and its own (causally).
     pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
         let (b, l) = (x.shape()[0], x.shape()[1]);
-        let q = split_heads(&self.q_proj.forward(x)?, self.num_heads, self.head_dim)?;
-        let k = split_heads(&self.k_proj.forward(x)?, self.num_kv_heads, self.head_dim)?;
-        let v = split_heads(&self.v_proj.forward(x)?, self.num_kv_heads, self.head_dim)?;
+        let qkv = self.qkv.forward(x)?;
+        let q = split_heads(&qkv[0], self.num_heads, self.head_dim)?;
+        let k = split_heads(&qkv[1], self.num_kv_heads, self.head_dim)?;
+        let v = split_heads(&qkv[2], self.num_kv_heads, self.head_dim)?;
         let offset = cache.offset();
         let q = self.rope.forward(&q, offset)?;
         let k = self.rope.forward(&k, offset)?;
@@ -204,8 +241,7 @@ impl Attention {
 
 /// The SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
 pub struct Mlp {
-    gate_proj: Box<dyn Module>,
-    up_proj: Box<dyn Module>,
+    gate_up: Projections,
     down_proj: Box<dyn Module>,
 }
 
@@ -216,16 +252,16 @@ impl Mlp {
             w.expect_shape(&format!("{p}.{name}.weight"), &shape)?;
         }
         Ok(Mlp {
-            gate_proj: w.linear(&format!("{p}.gate_proj.weight"))?,
-            up_proj: w.linear(&format!("{p}.up_proj.weight"))?,
+            gate_up: Projections::load(w, p, &["gate_proj", "up_proj"], &[i, i])?,
             down_proj: w.linear(&format!("{p}.down_proj.weight"))?,
         })
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        let g = self.gate_proj.forward(x)?;
-        let silu = ops::multiply(&g, &ops::sigmoid(&g)?)?;
-        let h = ops::multiply(&silu, &self.up_proj.forward(x)?)?;
+        let gu = self.gate_up.forward(x)?;
+        let g = &gu[0];
+        let silu = ops::multiply(g, &ops::sigmoid(g)?)?;
+        let h = ops::multiply(&silu, &gu[1])?;
         Ok(self.down_proj.forward(&h)?)
     }
 }

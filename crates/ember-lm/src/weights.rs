@@ -4,12 +4,14 @@
 
 use crate::error::{Error, Result};
 use ember_core::array::new_output;
-use ember_core::io::gguf::{GgmlType, GgufFile};
+use ember_core::io::gguf::{GgmlType, GgufFile, GgufTensorInfo};
+use ember_core::ops::quantized::{pack_ggml_groups, packed_is_fast, GgmlLayout, PACK_LANES};
 use ember_core::ops::{self, Slice};
 use ember_core::{Array, Dtype};
 use ember_nn::{
     Embed, Embedding, Linear, Module, QuantizedEmbedding, QuantizedLinear, QuantizedWeight,
 };
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,12 @@ pub trait WeightSource {
     fn linear(&self, name: &str) -> Result<Box<dyn Module>>;
     /// An embedding table `name` (entries, dims).
     fn embedding(&self, name: &str) -> Result<Box<dyn Embed>>;
+
+    /// The matrices `names` (one input size) as one layer whose output concatenates theirs,
+    /// when the storage holds them so without a copy; `None` otherwise.
+    fn fused_linear(&self, _names: &[String]) -> Result<Option<Box<dyn Module>>> {
+        Ok(None)
+    }
 
     /// Checks that `name` exists with `expected` shape.
     fn expect_shape(&self, name: &str, expected: &[usize]) -> Result<()> {
@@ -91,16 +99,37 @@ impl WeightSource for ArrayWeights {
 /// file's 4 KiB pages the TLB misses of that walk cost about as much as the reads. They are
 /// read with `pread`, so the file's pages are never mapped into the process (no double count
 /// in its resident memory). Dense tensors (norms, F16 matrices) stay views of the file.
+///
+/// In the buffer, the matrices a layer applies to one input (q/k/v, gate/up) follow one
+/// another, so that they make one fused product ([`WeightSource::fused_linear`]), and where
+/// the CPU has AVX-512 VNNI the matrices are packed for its kernels.
 pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     path: &'a Path,
     arena: Option<Array>,
-    /// Byte offset in `arena` of each quantized tensor.
-    offsets: HashMap<String, usize>,
+    /// Byte offset in `arena` and layout of each quantized tensor.
+    placed: HashMap<String, (usize, GgmlLayout)>,
+}
+
+/// llama.cpp's names of the matrices that share an input, fused in this order.
+const FUSED: [&[&str]; 2] = [&["attn_q", "attn_k", "attn_v"], &["ffn_gate", "ffn_up"]];
+
+/// The names of the tensors fused with `name` (including it), or just `name`.
+fn fusion_group(name: &str) -> Vec<String> {
+    let Some((layer, rest)) = name.strip_prefix("blk.").and_then(|r| r.split_once('.')) else {
+        return vec![name.to_string()];
+    };
+    let Some((short, param)) = rest.split_once('.') else { return vec![name.to_string()] };
+    match FUSED.iter().find(|g| g.contains(&short)) {
+        Some(g) => g.iter().map(|s| format!("blk.{layer}.{s}.{param}")).collect(),
+        None => vec![name.to_string()],
+    }
 }
 
 /// Tensor starts in the arena are rounded up to this (a cache line).
 const ARENA_ALIGN: usize = 64;
+/// Bytes a loading task reads at a time (rounded to whole packed groups).
+const READ_PIECE: usize = 1 << 18;
 
 /// Copies `len` bytes at `offset` of the file into `out`.
 #[cfg(unix)]
@@ -151,33 +180,103 @@ enum Storage {
     Blocks(GgmlType),
 }
 
+/// Reads the tensors `order` (by arena offset) into `out` at their places, packing those
+/// placed packed. Pieces of about [`READ_PIECE`] bytes are read in parallel; a packed piece
+/// (whole groups of rows) is read into a buffer that stays in cache and packed from it, so
+/// the arena is written once.
+fn read_arena(
+    file: &GgufFile,
+    path: &Path,
+    order: &[&GgufTensorInfo],
+    placed: &HashMap<String, (usize, GgmlLayout)>,
+    out: &mut [u8],
+) -> ember_core::Result<()> {
+    let handle = std::fs::File::open(path)
+        .map_err(|e| ember_core::Error::file(path, format!("cannot open: {e}")))?;
+    let rows = |info: &GgufTensorInfo| info.shape.first().copied().unwrap_or(1).max(1);
+    let mut pieces = Vec::new();
+    let (mut rest, mut pos) = (out, 0);
+    for &info in order {
+        let (at, layout) = placed[&info.name];
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(at - pos);
+        let (mut bytes, tail) = tail.split_at_mut(info.nbytes);
+        (rest, pos) = (tail, at + info.nbytes);
+        let piece = match layout {
+            GgmlLayout::Packed => {
+                let group = PACK_LANES * info.nbytes / rows(info);
+                (READ_PIECE / group).max(1) * group
+            }
+            GgmlLayout::Rows => READ_PIECE,
+        };
+        let mut offset = 0;
+        while !bytes.is_empty() {
+            let n = piece.min(bytes.len());
+            let (head, tail) = std::mem::take(&mut bytes).split_at_mut(n);
+            pieces.push((info, layout, offset, head));
+            (bytes, offset) = (tail, offset + n);
+        }
+    }
+    pieces.into_par_iter().try_for_each_init(Vec::new, |buf, (info, layout, offset, dst)| {
+        let at = file.data_offset() + info.offset + offset;
+        let read = match layout {
+            GgmlLayout::Rows => read_at(&handle, dst, at),
+            GgmlLayout::Packed => {
+                buf.resize(dst.len(), 0);
+                read_at(&handle, buf, at)
+                    .map(|()| pack_ggml_groups(info.ggml_type, buf, dst, info.nbytes / rows(info)))
+            }
+        };
+        read.map_err(|e| ember_core::Error::file(path, format!("tensor `{}`: {e}", info.name)))
+    })
+}
+
 impl<'a> GgufWeights<'a> {
     /// Reads the quantized tensors of `file` (opened from `path`) into memory.
     pub fn new(file: &'a GgufFile, path: &'a Path) -> Result<GgufWeights<'a>> {
         let quantized =
             |ty: GgmlType| matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1);
-        let mut offsets = HashMap::new();
+        let infos: HashMap<&str, &GgufTensorInfo> = file
+            .tensor_infos()
+            .iter()
+            .filter(|i| quantized(i.ggml_type))
+            .map(|i| (i.name.as_str(), i))
+            .collect();
+        // File order, each fusion group placed whole (unpadded) where its first member is met.
+        let mut order: Vec<&GgufTensorInfo> = Vec::new();
+        let mut placed = HashMap::new();
         let mut total = 0usize;
         for info in file.tensor_infos().iter().filter(|i| quantized(i.ggml_type)) {
-            offsets.insert(info.name.clone(), total);
-            total += info.nbytes.next_multiple_of(ARENA_ALIGN);
+            if placed.contains_key(&info.name) {
+                continue;
+            }
+            let group: Vec<&GgufTensorInfo> = match fusion_group(&info.name)
+                .iter()
+                .map(|n| infos.get(n.as_str()).copied())
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(g) => g,
+                None => vec![info],
+            };
+            total = total.next_multiple_of(ARENA_ALIGN);
+            for member in group {
+                let rows = member.shape.first().copied().unwrap_or(1);
+                // Q8_0 only for now: with Q4_1 packed, SmolLM2's logits moved by about 4% of
+                // their spread (tests/llama.rs), which the kernel tests do not reproduce.
+                let packed = packed_is_fast()
+                    && member.ggml_type == GgmlType::Q8_0
+                    && member.shape.len() == 2
+                    && ops::quantized::valid_layout(member.ggml_type, GgmlLayout::Packed, rows);
+                let layout = if packed { GgmlLayout::Packed } else { GgmlLayout::Rows };
+                placed.insert(member.name.clone(), (total, layout));
+                order.push(member);
+                total += member.nbytes;
+            }
         }
         if total == 0 {
-            return Ok(GgufWeights { file, path, arena: None, offsets });
+            return Ok(GgufWeights { file, path, arena: None, placed });
         }
-        let handle = std::fs::File::open(path)
-            .map_err(|e| Error::model(path, format!("cannot open: {e}")))?;
-        let arena = new_output::<u8>(&[total], |out| {
-            for info in file.tensor_infos().iter().filter(|i| quantized(i.ggml_type)) {
-                let at = offsets[&info.name];
-                read_at(&handle, &mut out[at..at + info.nbytes], file.data_offset() + info.offset)
-                    .map_err(|e| {
-                        ember_core::Error::file(path, format!("tensor `{}`: {e}", info.name))
-                    })?;
-            }
-            Ok(())
-        })?;
-        Ok(GgufWeights { file, path, arena: Some(Array::from_ready(arena)), offsets })
+        let arena = new_output::<u8>(&[total], |out| read_arena(file, path, &order, &placed, out))?;
+        Ok(GgufWeights { file, path, arena: Some(Array::from_ready(arena)), placed })
     }
 
     fn name(&self, hf: &str) -> Result<String> {
@@ -203,23 +302,37 @@ impl<'a> GgufWeights<'a> {
 
     fn blocks(&self, name: &str, ty: GgmlType) -> Result<QuantizedWeight> {
         let t = self.file.tensor_data(name)?;
-        let (Some(arena), Some(&at), [rows, cols]) = (&self.arena, self.offsets.get(name), t.shape)
+        let (Some(arena), Some(&(at, layout)), [rows, cols]) =
+            (&self.arena, self.placed.get(name), t.shape)
         else {
             return Err(Error::model(
                 self.path,
                 format!("tensor `{name}` must be a 2-d quantized matrix, has shape {:?}", t.shape),
             ));
         };
-        let bytes = ops::slice(arena, &[Slice::range(at as isize, (at + t.bytes.len()) as isize)])?;
         let row_bytes = cols / ty.block_size() * ty.type_size();
-        let blocks = ops::reshape_to(&bytes, &[*rows, row_bytes])?;
-        blocks.eval()?;
-        Ok(QuantizedWeight::new(blocks, ty)?)
+        arena_matrix(arena, at, *rows, row_bytes, ty, layout)
     }
 
     fn shape_of(&self, name: &str) -> Result<Vec<usize>> {
         Ok(self.file.tensor_data(name)?.shape.to_vec())
     }
+}
+
+/// Rows `rows` x `row_bytes` of `arena` from byte `at`, as a matrix of `ty` in `layout`.
+fn arena_matrix(
+    arena: &Array,
+    at: usize,
+    rows: usize,
+    row_bytes: usize,
+    ty: GgmlType,
+    layout: GgmlLayout,
+) -> Result<QuantizedWeight> {
+    let end = at + rows * row_bytes;
+    let bytes = ops::slice(arena, &[Slice::range(at as isize, end as isize)])?;
+    let blocks = ops::reshape_to(&bytes, &[rows, row_bytes])?;
+    blocks.eval()?;
+    Ok(QuantizedWeight::new(blocks, ty, layout)?)
 }
 
 impl WeightSource for GgufWeights<'_> {
@@ -254,11 +367,52 @@ impl WeightSource for GgufWeights<'_> {
             Storage::Blocks(ty) => Box::new(QuantizedEmbedding::new(self.blocks(&n, ty)?)),
         })
     }
+
+    fn fused_linear(&self, names: &[String]) -> Result<Option<Box<dyn Module>>> {
+        let Some(arena) = &self.arena else { return Ok(None) };
+        let mut parts = Vec::with_capacity(names.len());
+        for hf in names {
+            let n = self.name(hf)?;
+            let t = self.file.tensor_data(&n)?;
+            match (self.placed.get(&n), t.shape) {
+                (Some(&(at, layout)), [rows, cols]) => {
+                    parts.push((at, layout, t.ggml_type, *rows, *cols, t.bytes.len()))
+                }
+                _ => return Ok(None),
+            }
+        }
+        let Some(&(start, layout, ty, _, cols, _)) = parts.first() else { return Ok(None) };
+        let mut end = start;
+        for &(at, l, t, _, c, nbytes) in &parts {
+            if at != end || l != layout || t != ty || c != cols {
+                return Ok(None);
+            }
+            end += nbytes;
+        }
+        let rows: usize = parts.iter().map(|p| p.3).sum();
+        let row_bytes = cols / ty.block_size() * ty.type_size();
+        let weight = arena_matrix(arena, start, rows, row_bytes, ty, layout)?;
+        Ok(Some(Box::new(QuantizedLinear::new(weight, None)?)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::gguf_name;
+    use super::{fusion_group, gguf_name};
+
+    #[test]
+    fn projections_of_one_input_are_fused_in_order() {
+        assert_eq!(
+            fusion_group("blk.7.attn_k.weight"),
+            ["blk.7.attn_q.weight", "blk.7.attn_k.weight", "blk.7.attn_v.weight"]
+        );
+        assert_eq!(
+            fusion_group("blk.0.ffn_gate.weight"),
+            ["blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"]
+        );
+        assert_eq!(fusion_group("blk.0.ffn_down.weight"), ["blk.0.ffn_down.weight"]);
+        assert_eq!(fusion_group("token_embd.weight"), ["token_embd.weight"]);
+    }
 
     #[test]
     fn hugging_face_names_map_to_llama_cpp_names() {

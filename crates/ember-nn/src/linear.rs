@@ -3,6 +3,7 @@
 
 use crate::Module;
 use ember_core::io::gguf::GgmlType;
+use ember_core::ops::quantized::GgmlLayout;
 use ember_core::{bail, ops, Array, Dtype, Result};
 
 /// `y = x @ W^T + b`, as `mlx.nn.Linear`.
@@ -57,17 +58,18 @@ impl Module for Linear {
 }
 
 /// A matrix stored as rows of GGML blocks: a uint8 array (rows, bytes per row), typically a
-/// view of a GGUF file's memory map.
+/// view of a GGUF file's tensor, in the row layout or the packed one.
 #[derive(Clone)]
 pub struct QuantizedWeight {
     blocks: Array,
     ty: GgmlType,
+    layout: GgmlLayout,
     cols: usize,
 }
 
 impl QuantizedWeight {
-    /// Wraps `blocks` (uint8, rows x bytes per row) holding values of type `ty`.
-    pub fn new(blocks: Array, ty: GgmlType) -> Result<QuantizedWeight> {
+    /// Wraps `blocks` (uint8, rows x bytes per row) holding values of type `ty` in `layout`.
+    pub fn new(blocks: Array, ty: GgmlType, layout: GgmlLayout) -> Result<QuantizedWeight> {
         if blocks.dtype() != Dtype::Uint8 || blocks.ndim() != 2 {
             bail!(
                 "QuantizedWeight",
@@ -80,8 +82,17 @@ impl QuantizedWeight {
         if !ty.is_quantized() || bytes % ty.type_size() != 0 {
             bail!("QuantizedWeight", "rows of {} bytes are not whole {} blocks", bytes, ty.name());
         }
+        if !ember_core::ops::quantized::valid_layout(ty, layout, blocks.shape()[0]) {
+            bail!(
+                "QuantizedWeight",
+                "{} rows of {} cannot be in the {:?} layout",
+                blocks.shape()[0],
+                ty.name(),
+                layout
+            );
+        }
         let cols = bytes / ty.type_size() * ty.block_size();
-        Ok(QuantizedWeight { blocks, ty, cols })
+        Ok(QuantizedWeight { blocks, ty, layout, cols })
     }
 
     /// The logical (rows, cols) of the matrix.
@@ -93,15 +104,20 @@ impl QuantizedWeight {
         self.ty
     }
 
+    /// How the rows' blocks are laid out (as read, or packed for the VNNI kernels).
+    pub fn layout(&self) -> GgmlLayout {
+        self.layout
+    }
+
     /// `x @ W^T`, computed on the blocks.
     pub fn matmul_t(&self, x: &Array) -> Result<Array> {
-        ops::quantized_matmul_ggml(x, &self.blocks, self.ty)
+        ops::quantized_matmul_ggml_layout(x, &self.blocks, self.ty, self.layout)
     }
 
     /// Rows `ids` of the matrix as float32 (shape `ids.shape + [cols]`); only those rows are
     /// dequantized.
     pub fn rows(&self, ids: &Array) -> Result<Array> {
-        ops::dequantize_ggml(&ops::take(&self.blocks, ids, Some(0))?, self.ty)
+        ops::dequantize_rows_ggml(&self.blocks, ids, self.ty, self.layout)
     }
 }
 

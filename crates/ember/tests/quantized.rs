@@ -1,11 +1,13 @@
 //! GGML block ops against the `gguf` package's NumPy reference (scripts/fixtures/quantized.py):
 //! dequantization exactly, and `quantized_matmul_ggml` against dequantize-then-matmul within
-//! the error of its 8-bit activations; bad arguments are errors naming the op.
+//! the error of its 8-bit activations, in the row layout and (for whole groups of eight rows)
+//! the packed one; bad arguments are errors naming the op.
 
 mod common;
 
 use common::{args, assert_matches, expected, fixture};
 use ember::io::gguf::GgmlType;
+use ember::ops::quantized::{pack_ggml_in_place, GgmlLayout};
 use ember::prelude::*;
 
 fn ggml_type(name: &str) -> GgmlType {
@@ -30,7 +32,29 @@ fn dequantize_matches_gguf_reference() {
         let k = got.shape()[1];
         assert_eq!(&two[..k], &all[k..2 * k], "{name}: row 1");
         assert_eq!(&two[k..], &all[..k], "{name}: row 0");
+        // Row lookups (negative ids count from the end, as `take`), in both layouts.
+        let ids = Array::from_slice(&[1i64, 0, -1], &[3]).unwrap();
+        let n = w.shape()[0];
+        let mut layouts = vec![(GgmlLayout::Rows, w.clone())];
+        if n % 8 == 0 {
+            layouts.push((GgmlLayout::Packed, packed(w, ty)));
+        }
+        for (layout, wl) in layouts {
+            let got = ops::dequantize_rows_ggml(&wl, &ids, ty, layout).unwrap();
+            assert_eq!(got.shape(), [3, k]);
+            let got = got.to_vec::<f32>().unwrap();
+            assert_eq!(&got[..k], &all[k..2 * k], "{name} {layout:?}: row 1");
+            assert_eq!(&got[k..2 * k], &all[..k], "{name} {layout:?}: row 0");
+            assert_eq!(&got[2 * k..], &all[(n - 1) * k..], "{name} {layout:?}: row -1");
+        }
     }
+}
+
+/// `w`'s blocks in the packed layout.
+fn packed(w: &Array, ty: GgmlType) -> Array {
+    let mut bytes = w.to_vec::<u8>().unwrap();
+    assert!(pack_ggml_in_place(ty, &mut bytes, w.shape()[0]));
+    Array::from_slice(&bytes, w.shape()).unwrap()
 }
 
 #[test]
@@ -52,6 +76,11 @@ fn quantized_matmul_matches_dequantized_product() {
         let xmax = x.to_vec::<f32>().unwrap().iter().fold(0f32, |m, v| m.max(v.abs()));
         let atol = k * wmax as f64 * xmax as f64 / 254.0 + 1e-4;
         assert_matches(name, &got, &expected(case), 1e-5, atol);
+        if w.shape()[0] % 8 == 0 {
+            let wp = packed(w, ty);
+            let got = ops::quantized_matmul_ggml_layout(x, &wp, ty, GgmlLayout::Packed).unwrap();
+            assert_matches(&format!("{name} packed"), &got, &expected(case), 1e-5, atol);
+        }
     }
 }
 
@@ -73,4 +102,14 @@ fn bad_arguments_are_errors() {
     assert!(e.contains("uint8"), "{e}");
     let e = err(ops::dequantize_ggml(&w, GgmlType::F16));
     assert!(e.starts_with("[dequantize]"), "{e}");
+    // Two rows cannot be packed in groups of eight.
+    let e = err(ops::quantized_matmul_ggml_layout(&x, &w, GgmlType::Q4_1, GgmlLayout::Packed));
+    assert!(e.starts_with("[quantized_matmul]") && e.contains("Packed layout"), "{e}");
+    let ids = Array::from_slice(&[0.5f32], &[1]).unwrap();
+    let e = err(ops::dequantize_rows_ggml(&w, &ids, GgmlType::Q4_1, GgmlLayout::Rows));
+    assert!(e.starts_with("[dequantize_rows]") && e.contains("integer"), "{e}");
+    let ids = Array::from_slice(&[2i32], &[1]).unwrap();
+    let rows = ops::dequantize_rows_ggml(&w, &ids, GgmlType::Q4_1, GgmlLayout::Rows).unwrap();
+    let e = rows.eval().err().unwrap().to_string();
+    assert!(e.starts_with("[dequantize_rows]") && e.contains("out of range"), "{e}");
 }

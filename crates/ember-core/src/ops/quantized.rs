@@ -1,7 +1,9 @@
 //! Quantized weights: products and dequantization over GGML blocks (Q8_0, Q4_0, Q4_1), the
 //! formats GGUF files store. A quantized matrix is a uint8 array of shape `(rows, bytes per
 //! row)` holding whole blocks, as `GgufFile::raw` returns it, so weights stay in the mapped
-//! file and are never expanded to float as a whole.
+//! file and are never expanded to float as a whole. A matrix may also be in the packed layout
+//! ([`GgmlLayout::Packed`]: eight rows interleaved, for the AVX-512 VNNI kernels), which
+//! loaders produce with [`pack_ggml_in_place`] or, while reading, [`pack_ggml_groups`].
 
 use super::elementwise::astype;
 use super::layout::reshape_to;
@@ -11,13 +13,23 @@ use crate::io::gguf::GgmlType;
 use crate::op::{Op, OutSpec, Primitive};
 use crate::{bail, Result};
 
+pub use ember_cpu::quantized::{valid_layout, Layout as GgmlLayout};
+pub use ember_cpu::quantized_packed::{
+    pack as pack_ggml_in_place, pack_groups as pack_ggml_groups, packed_is_fast,
+    LANES as PACK_LANES,
+};
+
 /// Quantized primitives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum QuantizedOp {
     /// Inputs `[x (..., k) float32, w (n, k / 32 * block bytes) uint8]`: `x @ dequantize(w)^T`.
-    GgmlMatmul { ty: GgmlType },
-    /// Input `w (..., bytes) uint8`: float32 values `(..., bytes / block bytes * 32)`.
+    GgmlMatmul { ty: GgmlType, layout: GgmlLayout },
+    /// Input `w (..., bytes) uint8` (row layout): float32 values
+    /// `(..., bytes / block bytes * 32)`.
     GgmlDequantize { ty: GgmlType },
+    /// Inputs `[w (n, bytes) uint8, ids (integer)]`: rows `ids` of `w` as float32,
+    /// `ids.shape + [values per row]`.
+    GgmlRows { ty: GgmlType, layout: GgmlLayout },
 }
 
 impl Primitive for QuantizedOp {
@@ -25,15 +37,17 @@ impl Primitive for QuantizedOp {
         match self {
             QuantizedOp::GgmlMatmul { .. } => "quantized_matmul",
             QuantizedOp::GgmlDequantize { .. } => "dequantize",
+            QuantizedOp::GgmlRows { .. } => "dequantize_rows",
         }
     }
 
     fn infer(&self, inputs: &[&Array]) -> Result<Vec<OutSpec>> {
         let name = self.name();
         match self {
-            QuantizedOp::GgmlMatmul { ty } => {
+            QuantizedOp::GgmlMatmul { ty, layout } => {
                 let (x, w) = (inputs[0], inputs[1]);
                 let k = check_blocks(name, *ty, w)?;
+                check_layout(name, *ty, *layout, w)?;
                 if x.ndim() == 0 || x.shape()[x.ndim() - 1] != k || w.ndim() != 2 {
                     bail!(
                         name,
@@ -57,8 +71,31 @@ impl Primitive for QuantizedOp {
                 *shape.last_mut().expect("checked 1-d") = check_blocks(name, *ty, w)?;
                 Ok(vec![(shape, Dtype::Float32)])
             }
+            QuantizedOp::GgmlRows { ty, layout } => {
+                let (w, ids) = (inputs[0], inputs[1]);
+                let k = check_blocks(name, *ty, w)?;
+                if w.ndim() != 2 {
+                    bail!(name, "weight must be 2-d (rows, bytes), got {:?}", w.shape());
+                }
+                check_layout(name, *ty, *layout, w)?;
+                if !ids.dtype().is_integer() {
+                    bail!(name, "ids must have an integer dtype, got {}", ids.dtype());
+                }
+                let mut shape = ids.shape().to_vec();
+                shape.push(k);
+                Ok(vec![(shape, Dtype::Float32)])
+            }
         }
     }
+}
+
+/// Checks that a 2-d `w` can be in `layout` (packed matrices have whole groups of rows).
+fn check_layout(op: &'static str, ty: GgmlType, layout: GgmlLayout, w: &Array) -> Result<()> {
+    let rows = w.shape()[0];
+    if !ember_cpu::quantized::valid_layout(ty, layout, rows) {
+        bail!(op, "a {} matrix of {} rows cannot be in the {:?} layout", ty.name(), rows, layout);
+    }
+    Ok(())
 }
 
 /// Checks that `w` is uint8 rows of whole `ty` blocks; returns the values per row.
@@ -87,8 +124,33 @@ fn check_blocks(op: &'static str, ty: GgmlType, w: &Array) -> Result<usize> {
 /// (..., k) is computed in float32; the result is (..., n) float32. The weights are never
 /// dequantized as a whole: each block's dot product is taken on the fly.
 pub fn quantized_matmul_ggml(x: &Array, w: &Array, ty: GgmlType) -> Result<Array> {
+    quantized_matmul_ggml_layout(x, w, ty, GgmlLayout::Rows)
+}
+
+/// [`quantized_matmul_ggml`] for a matrix stored in `layout`.
+pub fn quantized_matmul_ggml_layout(
+    x: &Array,
+    w: &Array,
+    ty: GgmlType,
+    layout: GgmlLayout,
+) -> Result<Array> {
     let x = astype(x, Dtype::Float32)?;
-    Array::from_op(Op::Quantized(QuantizedOp::GgmlMatmul { ty }), vec![x, w.clone()])
+    Array::from_op(Op::Quantized(QuantizedOp::GgmlMatmul { ty, layout }), vec![x, w.clone()])
+}
+
+/// Rows `ids` (any integer array; an out-of-range id is an error at evaluation) of a matrix
+/// of GGML blocks `w` (uint8 `(rows, bytes per row)` in `layout`) as float32, shape
+/// `ids.shape + [values per row]`: an embedding lookup that expands only those rows.
+pub fn dequantize_rows_ggml(
+    w: &Array,
+    ids: &Array,
+    ty: GgmlType,
+    layout: GgmlLayout,
+) -> Result<Array> {
+    Array::from_op(
+        Op::Quantized(QuantizedOp::GgmlRows { ty, layout }),
+        vec![w.clone(), ids.clone()],
+    )
 }
 
 /// The float32 values of GGML blocks of `ty` (`w` uint8 of shape `(..., bytes per row)`),

@@ -1,11 +1,12 @@
-//! Quantized ops on the CPU: GGML block products through `ember_cpu::quantized`, and
-//! dequantization through `ember_cpu::ggml`.
+//! Quantized ops on the CPU: GGML block products and row lookups through
+//! `ember_cpu::quantized`, and dequantization through `ember_cpu::ggml`.
 
+use super::dispatch_int;
 use super::layout::to_contiguous;
 use crate::array::{new_output, ReadyArray};
 use crate::op::OutSpec;
 use crate::ops::quantized::QuantizedOp;
-use crate::{bail, Result};
+use crate::{bail, Error, Result};
 
 pub fn eval(
     op: &QuantizedOp,
@@ -14,7 +15,7 @@ pub fn eval(
 ) -> Result<Vec<ReadyArray>> {
     let shape = &outputs[0].0;
     let out = match op {
-        QuantizedOp::GgmlMatmul { ty } => {
+        QuantizedOp::GgmlMatmul { ty, layout } => {
             let (x, w) = (to_contiguous(&inputs[0])?, to_contiguous(&inputs[1])?);
             let k = x.shape[x.shape.len() - 1];
             let n = w.shape[0];
@@ -22,7 +23,7 @@ pub fn eval(
             new_output::<f32>(shape, |out| {
                 let xs = &x.elements::<f32>()[x.offset..][..x.size()];
                 let ws = &w.elements::<u8>()[w.offset..][..w.size()];
-                ember_cpu::quantized::matmul(*ty, out, xs, ws, m, n, k);
+                ember_cpu::quantized::matmul(*ty, *layout, out, xs, ws, m, n, k);
                 Ok(())
             })?
         }
@@ -32,6 +33,25 @@ pub fn eval(
                 let ws = &w.elements::<u8>()[w.offset..][..w.size()];
                 if !ember_cpu::ggml::dequantize(*ty, ws, out) {
                     bail!("dequantize", "cannot dequantize {} blocks", ty.name());
+                }
+                Ok(())
+            })?
+        }
+        QuantizedOp::GgmlRows { ty, layout } => {
+            let (w, ids) = (to_contiguous(&inputs[0])?, &inputs[1]);
+            let rows = w.shape[0];
+            let ids = dispatch_int!(ids.dtype, I => ember_cpu::index::resolve_indices(
+                ids.view::<I>(),
+                rows
+            )
+            .map_err(|i| {
+                Error::op("dequantize_rows", format!("id {i} is out of range for {rows} rows"))
+            }))?;
+            let k = shape[shape.len() - 1];
+            new_output::<f32>(shape, |out| {
+                let ws = &w.elements::<u8>()[w.offset..][..w.size()];
+                if !ember_cpu::quantized::dequantize_rows(*ty, *layout, ws, k, &ids, out) {
+                    bail!("dequantize_rows", "cannot dequantize {} rows", ty.name());
                 }
                 Ok(())
             })?

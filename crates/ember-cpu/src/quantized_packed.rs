@@ -1,0 +1,467 @@
+//! Quantized matrices in the packed layout: the GGML blocks of [`LANES`] consecutive rows
+//! interleaved so that one 32-byte load holds four codes of each of the eight rows. An integer
+//! dot instruction (AVX-512 VNNI `vpdpbusd`) then computes eight outputs at once, one per lane,
+//! with one conversion and one scaling per block of eight rows, where the row layout needs a
+//! horizontal sum and a scaling per row and block.
+//!
+//! For a group of [`LANES`] rows and a block index `b`, the rows' blocks `b` form one
+//! super-block of the same total size:
+//! - the eight f16 scales `d` (then, for Q4_1, the eight f16 minimums `m`);
+//! - Q4_0 and Q4_1: four chunks of 32 bytes; bytes `4l..4l + 4` of chunk `j` are bytes
+//!   `4j..4j + 4` of row `l`'s block (low nibbles: values `4j..`, high: values `16 + 4j..`);
+//! - Q8_0: eight chunks of 32 bytes; bytes `4l..4l + 4` of chunk `k` are values `4k..4k + 4`
+//!   of row `l` plus 128, so that every code is unsigned, as `vpdpbusd` wants.
+//!
+//! Super-blocks of a group follow in block order and groups follow one another, so a packed
+//! matrix has the byte size (and array shape) of the row layout. Only matrices whose row count
+//! is a multiple of [`LANES`] are packed.
+
+use rayon::prelude::*;
+
+use crate::ggml::{dequantize, GgmlType};
+use crate::quantized::{portable_kernel, BlockQ8, RowsKernel, BLOCK};
+
+/// Rows per packed group: the f32 lanes of a 256-bit register.
+pub const LANES: usize = 8;
+
+/// True for the types this layout holds.
+fn packable(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+}
+
+/// Bytes of f16 fields (scale, and minimum for Q4_1) at the start of a block of `ty`.
+fn scale_bytes(ty: GgmlType) -> usize {
+    if ty == GgmlType::Q4_1 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Moves lane `l`'s block between the row layout and a super-block: `word(block offset,
+/// super-block offset, bytes, xor mask)` is called for each run of bytes that stays together.
+fn lane_runs(ty: GgmlType, l: usize, mut word: impl FnMut(usize, usize, usize, u8)) {
+    let scales = scale_bytes(ty);
+    for f in 0..scales / 2 {
+        word(2 * f, f * 2 * LANES + 2 * l, 2, 0);
+    }
+    let head = scales * LANES;
+    let mask = if ty == GgmlType::Q8_0 { 0x80 } else { 0 };
+    for c in (0..ty.type_size() - scales).step_by(4) {
+        word(scales + c, head + c * LANES + 4 * l, 4, mask);
+    }
+}
+
+/// True when [`pack`] would pack a matrix of `rows` rows of `ty`.
+pub fn can_pack(ty: GgmlType, rows: usize) -> bool {
+    packable(ty) && rows % LANES == 0
+}
+
+/// Packs whole groups: `src` (groups of [`LANES`] rows of `row_bytes`, row layout) into `dst`
+/// (as long). Loaders use it to pack while reading, from a small buffer.
+///
+/// Panics if the lengths are not equal whole groups of whole blocks.
+pub fn pack_groups(ty: GgmlType, src: &[u8], dst: &mut [u8], row_bytes: usize) {
+    let (ts, group) = (ty.type_size(), LANES * row_bytes);
+    assert!(
+        packable(ty) && src.len() == dst.len() && row_bytes % ts == 0 && src.len() % group == 0,
+        "pack_groups: not whole groups of {} blocks",
+        ty.name()
+    );
+    for (sg, dg) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
+        for (b, sb) in dg.chunks_exact_mut(LANES * ts).enumerate() {
+            for l in 0..LANES {
+                let blk = &sg[l * row_bytes + b * ts..][..ts];
+                lane_runs(ty, l, |bi, si, n, mask| {
+                    for t in 0..n {
+                        sb[si + t] = blk[bi + t] ^ mask;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Packs `bytes` (`rows` rows of whole `ty` blocks, row layout) in place. Returns `false`,
+/// leaving `bytes` unchanged, when the matrix cannot be packed ([`can_pack`]) or the sizes
+/// disagree.
+pub fn pack(ty: GgmlType, bytes: &mut [u8], rows: usize) -> bool {
+    if !can_pack(ty, rows) || rows == 0 || bytes.len() % rows != 0 {
+        return false;
+    }
+    let row_bytes = bytes.len() / rows;
+    if row_bytes % ty.type_size() != 0 {
+        return false;
+    }
+    let pack_group = |src: &mut Vec<u8>, g: &mut [u8]| {
+        src.clear();
+        src.extend_from_slice(g);
+        pack_groups(ty, src, g, row_bytes);
+    };
+    if bytes.len() >= 1 << 20 {
+        bytes.par_chunks_mut(LANES * row_bytes).for_each_init(Vec::new, pack_group);
+    } else {
+        let mut src = Vec::new();
+        bytes.chunks_mut(LANES * row_bytes).for_each(|g| pack_group(&mut src, g));
+    }
+    true
+}
+
+/// Row `l`'s block (row layout bytes, `ty.type_size()` long) from a super-block.
+fn unpack_lane(ty: GgmlType, sb: &[u8], l: usize, blk: &mut [u8]) {
+    lane_runs(ty, l, |bi, si, n, mask| {
+        for t in 0..n {
+            blk[bi + t] = sb[si + t] ^ mask;
+        }
+    });
+}
+
+/// Row `row` of a packed matrix (`w`, rows of `row_bytes`) in the row layout.
+fn unpack_row(ty: GgmlType, w: &[u8], row_bytes: usize, row: usize, out: &mut [u8]) {
+    let (ts, l) = (ty.type_size(), row % LANES);
+    let group = &w[row / LANES * LANES * row_bytes..][..LANES * row_bytes];
+    for (b, blk) in out.chunks_exact_mut(ts).enumerate() {
+        unpack_lane(ty, &group[b * LANES * ts..][..LANES * ts], l, blk);
+    }
+}
+
+/// Dequantizes rows `ids` of a packed matrix `w` (rows of `k` values) into `out`, `k` values
+/// per id. Returns `false` when `ty` is not packable or the sizes disagree.
+pub fn dequantize_rows(ty: GgmlType, w: &[u8], k: usize, ids: &[usize], out: &mut [f32]) -> bool {
+    let row_bytes = k / BLOCK * ty.type_size();
+    let rows = w.len().checked_div(row_bytes).unwrap_or(0);
+    if !packable(ty) || k % BLOCK != 0 || out.len() != ids.len() * k || rows % LANES != 0 {
+        return false;
+    }
+    if ids.iter().any(|&r| r >= rows) {
+        return false;
+    }
+    let mut blocks = vec![0u8; row_bytes];
+    for (&r, o) in ids.iter().zip(out.chunks_exact_mut(k.max(1))) {
+        unpack_row(ty, w, row_bytes, r, &mut blocks);
+        dequantize(ty, &blocks, o);
+    }
+    true
+}
+
+/// The portable kernel: each block is unpacked to the row layout and goes through the row
+/// layout's portable dot, so both layouts give the same sums.
+fn portable(ty: GgmlType, w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f32], stride: usize) {
+    let row_bytes = kb * ty.type_size();
+    let rows_kernel = portable_kernel(ty).expect("packable types have a portable kernel");
+    let mut row = vec![0u8; row_bytes];
+    let mut one = [0f32; 1];
+    for j in 0..w.len() / row_bytes.max(1) {
+        unpack_row(ty, w, row_bytes, j, &mut row);
+        for (i, xi) in x.chunks_exact(kb).enumerate() {
+            rows_kernel(&row, xi, kb, &mut one, 0);
+            out[i * stride + j] = one[0];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    //! The packed products with AVX-512 VNNI on 256-bit registers (Zen 4 runs 512-bit ones
+    //! as two halves, so wider registers would add shuffles and no throughput). A tile of
+    //! `R` activation rows by `G` groups of eight weight rows keeps `R * G` accumulators;
+    //! each group's unpacked codes serve all `R` rows.
+    use super::LANES;
+    use crate::quantized::BlockQ8;
+    use std::arch::x86_64::*;
+
+    /// 32 bytes at `at` of `bytes`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    fn load32(bytes: &[u8], at: usize) -> __m256i {
+        let s = &bytes[at..at + 32];
+        // SAFETY: `s` is 32 readable bytes; loadu has no alignment requirement.
+        unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
+    }
+
+    /// Eight f16 values (16 bytes at `at`) as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    fn halves8(bytes: &[u8], at: usize) -> __m256 {
+        let s = &bytes[at..at + 16];
+        // SAFETY: `s` is 16 readable bytes; loadu has no alignment requirement.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) })
+    }
+
+    /// Generates the kernel of one type of `$ts` bytes per block. `$codes(sb)` gives the
+    /// eight chunks of unsigned codes of a super-block (chunk `k` meets activations
+    /// `4k..4k + 4`); `$off` is the integer offset of the codes (the block's integer dot is
+    /// `sum code * x - $off * sum x`); `$min` is true when the type adds a per-row minimum
+    /// (`m * sum of x`, its f16 values after the scales).
+    macro_rules! packed_kernel {
+        ($name:ident, $ts:expr, $off:expr, $min:expr, |$sb:ident| $codes:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+            pub(super) fn $name<const R: usize, const G: usize>(
+                w: &[u8],
+                x: &[BlockQ8],
+                kb: usize,
+                out: &mut [f32],
+                stride: usize,
+            ) {
+                let sb_bytes = LANES * $ts;
+                let group_bytes = kb * sb_bytes;
+                let groups = w.len() / group_bytes.max(1);
+                let mut g0 = 0;
+                while g0 + G <= groups {
+                    let mut acc = [[_mm256_setzero_ps(); G]; R];
+                    for b in 0..kb {
+                        for gi in 0..G {
+                            let at = (g0 + gi) * group_bytes + b * sb_bytes;
+                            prefetch(w, at + PREFETCH * sb_bytes, sb_bytes);
+                            let $sb = &w[at..][..sb_bytes];
+                            let codes: [__m256i; 8] = $codes;
+                            let d = halves8($sb, 0);
+                            let m = if $min { halves8($sb, 2 * LANES) } else { d };
+                            for (r, acc_r) in acc.iter_mut().enumerate() {
+                                let xb = &x[r * kb + b];
+                                let words: [i32; 8] = bytemuck::cast(xb.qs);
+                                let mut dot = _mm256_setzero_si256();
+                                for (c, &xw) in codes.iter().zip(&words) {
+                                    dot = _mm256_dpbusd_epi32(dot, *c, _mm256_set1_epi32(xw));
+                                }
+                                if $off != 0 {
+                                    dot = _mm256_sub_epi32(dot, _mm256_set1_epi32($off * xb.sum));
+                                }
+                                let scale = _mm256_mul_ps(d, _mm256_set1_ps(xb.d));
+                                let a = &mut acc_r[gi];
+                                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, *a);
+                                if $min {
+                                    *a = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), *a);
+                                }
+                            }
+                        }
+                    }
+                    for (r, acc_r) in acc.iter().enumerate() {
+                        for (gi, a) in acc_r.iter().enumerate() {
+                            let o = &mut out[r * stride + (g0 + gi) * LANES..][..LANES];
+                            // SAFETY: `o` is LANES = 8 writable f32; storeu has no alignment
+                            // requirement.
+                            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+                        }
+                    }
+                    g0 += G;
+                }
+                if g0 < groups {
+                    let tail = &w[g0 * group_bytes..];
+                    $name::<R, 1>(tail, x, kb, &mut out[g0 * LANES..], stride);
+                }
+            }
+        };
+    }
+
+    /// Super-blocks ahead of the one computed that are requested from memory: one activation
+    /// row reads each weight once, and the groups of a tile are separate streams.
+    const PREFETCH: usize = 4;
+
+    /// Asks for the cache lines of `bytes[at..at + len]` (nothing past the end).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    fn prefetch(bytes: &[u8], at: usize, len: usize) {
+        for line in (at & !63..(at + len).min(bytes.len())).step_by(64) {
+            // SAFETY: `line` is inside `bytes`; a prefetch reads nothing architecturally.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(line) as *const i8) };
+        }
+    }
+
+    /// Codes of a Q4 super-block with codes from byte `head`: low nibbles are chunks 0..4,
+    /// high nibbles chunks 4..8.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    fn nibble_codes(sb: &[u8], head: usize) -> [__m256i; 8] {
+        let m4 = _mm256_set1_epi8(0xF);
+        let mut c = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let p = load32(sb, head + 32 * j);
+            c[j] = _mm256_and_si256(p, m4);
+            c[j + 4] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
+        }
+        c
+    }
+
+    /// Codes of a Q8_0 super-block: eight chunks from byte 16.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    fn byte_codes(sb: &[u8]) -> [__m256i; 8] {
+        let mut c = [_mm256_setzero_si256(); 8];
+        for (k, ck) in c.iter_mut().enumerate() {
+            *ck = load32(sb, 2 * LANES + 32 * k);
+        }
+        c
+    }
+
+    packed_kernel!(q4_0, 18, 8, false, |sb| nibble_codes(sb, 2 * LANES));
+    packed_kernel!(q4_1, 20, 0, true, |sb| nibble_codes(sb, 4 * LANES));
+    packed_kernel!(q8_0, 34, 128, false, |sb| byte_codes(sb));
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_vnni() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx2")
+        && has!("fma")
+        && has!("f16c")
+        && has!("avx512f")
+        && has!("avx512vl")
+        && has!("avx512vnni")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_vnni() -> bool {
+    false
+}
+
+/// True when this CPU runs packed products fast (AVX-512 VNNI): loaders pack weights only
+/// then, as the row layout has faster kernels elsewhere.
+pub fn packed_is_fast() -> bool {
+    has_vnni()
+}
+
+/// Picks the tile of a VNNI kernel for the number of activation rows given.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($f:ident) => {
+        |w, x, kb, o, s| {
+            // SAFETY: only selected once AVX2, FMA, F16C, AVX-512F/VL and VNNI were detected
+            // (`simd_kernel`); the kernels are otherwise safe code.
+            unsafe {
+                // One activation row: four groups at a time for independent sums.
+                match x.len() / kb {
+                    1 => vnni::$f::<1, 4>(w, x, kb, o, s),
+                    2 => vnni::$f::<2, 2>(w, x, kb, o, s),
+                    3 => vnni::$f::<3, 2>(w, x, kb, o, s),
+                    _ => vnni::$f::<4, 2>(w, x, kb, o, s),
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
+    if !has_vnni() {
+        return None;
+    }
+    Some(match ty {
+        GgmlType::Q8_0 => by_rows!(q8_0),
+        GgmlType::Q4_0 => by_rows!(q4_0),
+        GgmlType::Q4_1 => by_rows!(q4_1),
+        _ => return None,
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_kernel(_ty: GgmlType) -> Option<RowsKernel> {
+    None
+}
+
+fn portable_packed(ty: GgmlType) -> Option<RowsKernel> {
+    Some(match ty {
+        GgmlType::Q8_0 => |w, x, kb, o, s| portable(GgmlType::Q8_0, w, x, kb, o, s),
+        GgmlType::Q4_0 => |w, x, kb, o, s| portable(GgmlType::Q4_0, w, x, kb, o, s),
+        GgmlType::Q4_1 => |w, x, kb, o, s| portable(GgmlType::Q4_1, w, x, kb, o, s),
+        _ => return None,
+    })
+}
+
+/// The fastest kernel for packed matrices of `ty` on this CPU.
+pub(crate) fn kernel(ty: GgmlType) -> Option<RowsKernel> {
+    simd_kernel(ty).or_else(|| portable_packed(ty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantized::tests::{lcg, random_blocks};
+    use crate::quantized::{quantize_q8, ROWS};
+    use bytemuck::Zeroable;
+
+    const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+
+    #[test]
+    fn packing_moves_every_byte_and_unpacks_back() {
+        let mut seed = 3;
+        for ty in TYPES {
+            let (rows, k) = (16, 96);
+            let w = random_blocks(ty, rows * k / 32, &mut seed);
+            let mut p = w.clone();
+            assert!(pack(ty, &mut p, rows));
+            assert_ne!(p, w);
+            let row_bytes = w.len() / rows;
+            // Lane 1 of the first super-block: its scale sits after lane 0's.
+            assert_eq!(p[2..4], w[row_bytes..row_bytes + 2]);
+            let mut row = vec![0u8; row_bytes];
+            for r in 0..rows {
+                unpack_row(ty, &p, row_bytes, r, &mut row);
+                assert_eq!(row, w[r * row_bytes..][..row_bytes], "{ty:?} row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn packing_refuses_other_shapes_and_types() {
+        let mut w = vec![0u8; 12 * 20];
+        assert!(!pack(GgmlType::Q4_1, &mut w, 12)); // 12 rows: not whole groups
+        assert!(!pack(GgmlType::Q4_K, &mut vec![0u8; 8 * 144], 8));
+        assert!(!pack(GgmlType::Q4_1, &mut vec![0u8; 8 * 21], 8)); // not whole blocks
+        assert!(!can_pack(GgmlType::F16, 8) && can_pack(GgmlType::Q8_0, 64));
+    }
+
+    #[test]
+    fn packed_rows_dequantize_as_the_row_layout() {
+        let mut seed = 5;
+        for ty in TYPES {
+            let (rows, k) = (24, 64);
+            let w = random_blocks(ty, rows * k / 32, &mut seed);
+            let mut all = vec![0f32; rows * k];
+            assert!(dequantize(ty, &w, &mut all));
+            let mut p = w.clone();
+            assert!(pack(ty, &mut p, rows));
+            let ids = [7, 0, 23, 7];
+            let mut out = vec![0f32; ids.len() * k];
+            assert!(dequantize_rows(ty, &p, k, &ids, &mut out));
+            for (i, &r) in ids.iter().enumerate() {
+                assert_eq!(out[i * k..][..k], all[r * k..][..k], "{ty:?} row {r}");
+            }
+            assert!(!dequantize_rows(ty, &p, k, &[24], &mut out[..k]));
+        }
+    }
+
+    /// The selected kernel (VNNI where the CPU has it), the portable packed kernel and the
+    /// row layout's portable kernel agree, for tiles of one to four activation rows and
+    /// group counts that leave tails.
+    #[test]
+    fn packed_kernels_match_the_row_layout() {
+        let mut seed = 11;
+        for ty in TYPES {
+            for (m, n, k) in [(1, 8, 32), (1, 40, 96), (2, 24, 64), (3, 56, 128), (4, 72, 64)] {
+                assert!(m <= ROWS);
+                let kb = k / 32;
+                let w = random_blocks(ty, n * kb, &mut seed);
+                let x: Vec<f32> =
+                    (0..m * k).map(|_| (lcg(&mut seed) % 2001) as f32 / 1000.0 - 1.0).collect();
+                let mut xq = vec![BlockQ8::zeroed(); m * kb];
+                quantize_q8(&x, &mut xq);
+                let mut want = vec![0f32; m * n];
+                portable_kernel(ty).unwrap()(&w, &xq, kb, &mut want, n);
+                let mut p = w.clone();
+                assert!(pack(ty, &mut p, n));
+                for (name, f) in [("selected", kernel(ty)), ("portable", portable_packed(ty))] {
+                    let mut got = vec![0f32; m * n];
+                    f.unwrap()(&p, &xq, kb, &mut got, n);
+                    for (i, (&g, &r)) in got.iter().zip(&want).enumerate() {
+                        let tol = 1e-5 * (1.0 + r.abs()) * (k as f32).sqrt();
+                        assert!(
+                            (g - r).abs() <= tol,
+                            "{ty:?} {name} {m}x{n}x{k} [{i}]: {g} vs {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
