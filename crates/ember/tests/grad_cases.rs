@@ -354,3 +354,29 @@ fn sort_vjp_returns_each_cotangent_to_its_element() {
     let want = [2.0 * 0.3 * 2.0, 2.0 * -1.7 * 1.0, 2.0 * 2.5 * 4.0, 2.0 * 0.9 * 3.0];
     assert_close("sort", &values(g[0].as_array().unwrap()), &want, 1e-12);
 }
+
+#[test]
+fn quantized_matmul_vjp_is_the_same_for_packed_weights() {
+    use ember::ops::quantized::{pack_ggml_in_place, quantized_matmul_ggml_layout, GgmlLayout};
+    // Eight Q8_0 rows (one packed group): scale 0.5 (f16 0x3800), values from a pattern.
+    let mut bytes = Vec::new();
+    for r in 0..8 {
+        bytes.extend([0x00u8, 0x38]);
+        bytes.extend((0..32).map(|i| (((r * 7 + i * 5) % 17) as i8 - 8) as u8));
+    }
+    let rows = Array::from_slice(&bytes, &[8, 34]).unwrap();
+    assert!(pack_ggml_in_place(GgmlType::Q8_0, &mut bytes, 8));
+    let packed = Array::from_slice(&bytes, &[8, 34]).unwrap();
+    let x = Array::from_slice(&Rng::new(2).uniform(-1.0, 1.0, 64).iter().map(|&v| v as f32).collect::<Vec<_>>(), &[2, 32]).unwrap();
+    let cot = Array::from_slice(&Rng::new(3).uniform(-1.0, 1.0, 16).iter().map(|&v| v as f32).collect::<Vec<_>>(), &[2, 8]).unwrap();
+    let grad = |w: &Array, layout| {
+        let w = w.clone();
+        let f = move |v: &[Array]| Ok(vec![quantized_matmul_ggml_layout(&v[0], &w, GgmlType::Q8_0, layout)?]);
+        vjp(f, std::slice::from_ref(&x), std::slice::from_ref(&cot)).unwrap().1[0].to_vec::<f32>().unwrap()
+    };
+    let (want, got) = (grad(&rows, GgmlLayout::Rows), grad(&packed, GgmlLayout::Packed));
+    assert_eq!(got.len(), 64);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{got:?} vs {want:?}");
+    }
+}

@@ -3,8 +3,11 @@
 //! which is an error as in MLX.
 
 use crate::array::Array;
-use crate::ops::quantized::QuantizedOp;
-use crate::ops::{dequantize_ggml, matmul, quantized_matmul_ggml};
+use crate::ops::quantized::{
+    dequantize_rows_ggml, quantized_matmul_ggml_layout, GgmlLayout, QuantizedOp,
+};
+use crate::io::gguf::GgmlType;
+use crate::ops::{dequantize_ggml, matmul};
 use crate::{bail, Result};
 
 pub(super) fn vjp(
@@ -17,7 +20,9 @@ pub(super) fn vjp(
         .iter()
         .map(|&i| match (op, i) {
             // y = x W^T, so dx = cot W.
-            (QuantizedOp::GgmlMatmul { ty }, 0) => matmul(cot, &dequantize_ggml(&inputs[1], *ty)?),
+            (QuantizedOp::GgmlMatmul { ty, layout }, 0) => {
+                matmul(cot, &dequantized(&inputs[1], *ty, *layout)?)
+            }
             _ => no_weight_gradient(op),
         })
         .collect()
@@ -30,11 +35,22 @@ pub(super) fn jvp(
     tangents: &[Option<Array>],
 ) -> Result<Array> {
     match (op, tangents) {
-        (QuantizedOp::GgmlMatmul { ty }, [tx, None]) => match tx {
-            Some(t) => quantized_matmul_ggml(t, &inputs[1], *ty),
+        (QuantizedOp::GgmlMatmul { ty, layout }, [tx, None]) => match tx {
+            Some(t) => quantized_matmul_ggml_layout(t, &inputs[1], *ty, *layout),
             None => crate::ops::zeros_like(y),
         },
         _ => no_weight_gradient(op),
+    }
+}
+
+/// The whole matrix `w` as float32, in either layout.
+fn dequantized(w: &Array, ty: GgmlType, layout: GgmlLayout) -> Result<Array> {
+    match layout {
+        GgmlLayout::Rows => dequantize_ggml(w, ty),
+        GgmlLayout::Packed => {
+            let rows = crate::ops::arange(0.0, w.shape()[0] as f64, 1.0, crate::Dtype::Uint32)?;
+            dequantize_rows_ggml(w, &rows, ty, layout)
+        }
     }
 }
 
