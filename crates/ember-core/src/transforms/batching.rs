@@ -114,7 +114,7 @@ fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
 /// Inputs for an op that broadcasts from the right: each batched input gets its batch axis
 /// first, then ones up to the largest example rank, so the batches line up on axis 0 of the
 /// result; unbatched inputs broadcast as they are.
-fn align_batch_first(inputs: &[Batched], size: usize) -> Result<Vec<Array>> {
+pub(crate) fn align_batch_first(inputs: &[Batched], size: usize) -> Result<Vec<Array>> {
     let rank = inputs.iter().map(|(x, ax)| x.ndim() - usize::from(ax.is_some())).max().unwrap_or(0);
     inputs
         .iter()

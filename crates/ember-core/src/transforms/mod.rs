@@ -2,7 +2,7 @@
 //! recorded ops with every op's rule (`rules/`).
 
 mod autodiff;
-mod batching;
+pub(crate) mod batching;
 pub(crate) mod compile;
 mod custom;
 mod rules;

@@ -7,9 +7,10 @@ use crate::array::Array;
 use crate::dtype::Dtype;
 use crate::op::{Op, OutSpec};
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
-use crate::ops::{broadcast_shapes, broadcast_to, reshape_to};
+use crate::ops::{broadcast_shapes, broadcast_to};
 use crate::transforms::autodiff;
-use crate::transforms::vmap::{to_front, Batched};
+use crate::transforms::batching::align_batch_first;
+use crate::transforms::vmap::Batched;
 use crate::{bail, Result};
 use ember_cpu::fused::{Func1, Func2};
 
@@ -235,21 +236,7 @@ impl FusedProgram {
     /// the whole batch: batched inputs get their batch axis first and ones after it up to
     /// the example rank, so that they broadcast against the unbatched inputs.
     pub(crate) fn vmap(&self, inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
-        let rank =
-            inputs.iter().map(|(x, ax)| x.ndim() - usize::from(ax.is_some())).max().unwrap_or(0);
-        let aligned = inputs
-            .iter()
-            .map(|(x, ax)| {
-                if ax.is_none() {
-                    return Ok(x.clone());
-                }
-                let front = to_front(x, *ax, size)?;
-                let mut shape = vec![size];
-                shape.resize(1 + rank + 1 - front.ndim(), 1);
-                shape.extend_from_slice(&front.shape()[1..]);
-                reshape_to(&front, &shape)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let aligned = align_batch_first(inputs, size)?;
         let outs = Array::from_op_multi(Op::Compiled(std::sync::Arc::new(self.clone())), aligned)?;
         Ok(outs.into_iter().map(|y| (y, Some(0))).collect())
     }
