@@ -3,6 +3,7 @@ workload, in the format of ember's benches/src/bin/core_ops.rs. Called by benche
     python peers_core.py LIB THREADS RUNS [FILTER]
 """
 import json
+import os
 import sys
 import time
 
@@ -30,8 +31,11 @@ def report(name, r, **extra):
 GELU_C = (2 / 3.141592653589793) ** 0.5
 
 
+SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
+
+
 def want(name):
-    return filt in name
+    return filt in name and name not in SKIP
 
 
 if lib == "numpy":
