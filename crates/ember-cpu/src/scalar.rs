@@ -640,16 +640,32 @@ pub fn erfinv(y: f64) -> f64 {
     let mut x = if w < 5.0 {
         let w = w - 2.5;
         let mut p = 2.810_226_36e-08;
-        for c in [3.432_739_39e-07, -3.523_387_7e-06, -4.391_506_54e-06, 0.000_218_580_87,
-            -0.001_253_725_03, -0.004_177_681_64, 0.246_640_727, 1.501_409_41] {
+        for c in [
+            3.432_739_39e-07,
+            -3.523_387_7e-06,
+            -4.391_506_54e-06,
+            0.000_218_580_87,
+            -0.001_253_725_03,
+            -0.004_177_681_64,
+            0.246_640_727,
+            1.501_409_41,
+        ] {
             p = c + p * w;
         }
         p * y
     } else {
         let w = w.sqrt() - 3.0;
         let mut p = -0.000_200_214_257;
-        for c in [0.000_100_950_558, 0.001_349_343_22, -0.003_673_428_44, 0.005_739_507_73,
-            -0.007_622_461_3, 0.009_438_870_47, 1.001_674_06, 2.832_976_82] {
+        for c in [
+            0.000_100_950_558,
+            0.001_349_343_22,
+            -0.003_673_428_44,
+            0.005_739_507_73,
+            -0.007_622_461_3,
+            0.009_438_870_47,
+            1.001_674_06,
+            2.832_976_82,
+        ] {
             p = c + p * w;
         }
         p * y
@@ -696,33 +712,87 @@ pub mod num_like {
     macro_rules! impl_math {
         ($t:ty) => {
             impl FloatMath for $t {
-                fn exp(self) -> Self { <$t>::exp(self) }
-                fn exp_m1(self) -> Self { <$t>::exp_m1(self) }
-                fn ln(self) -> Self { <$t>::ln(self) }
-                fn ln_1p(self) -> Self { <$t>::ln_1p(self) }
-                fn log2(self) -> Self { <$t>::log2(self) }
-                fn log10(self) -> Self { <$t>::log10(self) }
-                fn sqrt(self) -> Self { <$t>::sqrt(self) }
-                fn sin(self) -> Self { <$t>::sin(self) }
-                fn cos(self) -> Self { <$t>::cos(self) }
-                fn tan(self) -> Self { <$t>::tan(self) }
-                fn asin(self) -> Self { <$t>::asin(self) }
-                fn acos(self) -> Self { <$t>::acos(self) }
-                fn atan(self) -> Self { <$t>::atan(self) }
-                fn atan2(self, o: Self) -> Self { <$t>::atan2(self, o) }
-                fn sinh(self) -> Self { <$t>::sinh(self) }
-                fn cosh(self) -> Self { <$t>::cosh(self) }
-                fn tanh(self) -> Self { <$t>::tanh(self) }
-                fn asinh(self) -> Self { <$t>::asinh(self) }
-                fn acosh(self) -> Self { <$t>::acosh(self) }
-                fn atanh(self) -> Self { <$t>::atanh(self) }
-                fn floor(self) -> Self { <$t>::floor(self) }
-                fn ceil(self) -> Self { <$t>::ceil(self) }
-                fn round_ties_even(self) -> Self { <$t>::round_ties_even(self) }
-                fn is_infinite(self) -> bool { <$t>::is_infinite(self) }
-                fn is_finite(self) -> bool { <$t>::is_finite(self) }
-                fn erf(self) -> Self { libm::erf(self as f64) as $t }
-                fn erfinv(self) -> Self { super::erfinv(self as f64) as $t }
+                fn exp(self) -> Self {
+                    <$t>::exp(self)
+                }
+                fn exp_m1(self) -> Self {
+                    <$t>::exp_m1(self)
+                }
+                fn ln(self) -> Self {
+                    <$t>::ln(self)
+                }
+                fn ln_1p(self) -> Self {
+                    <$t>::ln_1p(self)
+                }
+                fn log2(self) -> Self {
+                    <$t>::log2(self)
+                }
+                fn log10(self) -> Self {
+                    <$t>::log10(self)
+                }
+                fn sqrt(self) -> Self {
+                    <$t>::sqrt(self)
+                }
+                fn sin(self) -> Self {
+                    <$t>::sin(self)
+                }
+                fn cos(self) -> Self {
+                    <$t>::cos(self)
+                }
+                fn tan(self) -> Self {
+                    <$t>::tan(self)
+                }
+                fn asin(self) -> Self {
+                    <$t>::asin(self)
+                }
+                fn acos(self) -> Self {
+                    <$t>::acos(self)
+                }
+                fn atan(self) -> Self {
+                    <$t>::atan(self)
+                }
+                fn atan2(self, o: Self) -> Self {
+                    <$t>::atan2(self, o)
+                }
+                fn sinh(self) -> Self {
+                    <$t>::sinh(self)
+                }
+                fn cosh(self) -> Self {
+                    <$t>::cosh(self)
+                }
+                fn tanh(self) -> Self {
+                    <$t>::tanh(self)
+                }
+                fn asinh(self) -> Self {
+                    <$t>::asinh(self)
+                }
+                fn acosh(self) -> Self {
+                    <$t>::acosh(self)
+                }
+                fn atanh(self) -> Self {
+                    <$t>::atanh(self)
+                }
+                fn floor(self) -> Self {
+                    <$t>::floor(self)
+                }
+                fn ceil(self) -> Self {
+                    <$t>::ceil(self)
+                }
+                fn round_ties_even(self) -> Self {
+                    <$t>::round_ties_even(self)
+                }
+                fn is_infinite(self) -> bool {
+                    <$t>::is_infinite(self)
+                }
+                fn is_finite(self) -> bool {
+                    <$t>::is_finite(self)
+                }
+                fn erf(self) -> Self {
+                    libm::erf(self as f64) as $t
+                }
+                fn erfinv(self) -> Self {
+                    super::erfinv(self as f64) as $t
+                }
             }
         };
     }
