@@ -260,10 +260,7 @@ impl<'a> GgufWeights<'a> {
             total = total.next_multiple_of(ARENA_ALIGN);
             for member in group {
                 let rows = member.shape.first().copied().unwrap_or(1);
-                // Q8_0 only for now: with Q4_1 packed, SmolLM2's logits moved by about 4% of
-                // their spread (tests/llama.rs), which the kernel tests do not reproduce.
                 let packed = packed_is_fast()
-                    && member.ggml_type == GgmlType::Q8_0
                     && member.shape.len() == 2
                     && ops::quantized::valid_layout(member.ggml_type, GgmlLayout::Packed, rows);
                 let layout = if packed { GgmlLayout::Packed } else { GgmlLayout::Rows };

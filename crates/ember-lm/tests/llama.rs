@@ -144,10 +144,14 @@ fn tiny_gguf_logits_and_greedy_tokens_match_numpy() {
 }
 
 /// Activations are quantized to 8 bits per block of 32 for the quantized products (as
-/// llama.cpp does), so logits agree to a few percent of their largest magnitude, not to float
-/// precision; a wrong RoPE, mask or head grouping is off by the whole spread.
-fn logit_tolerance(spread: f32) -> f32 {
-    0.03 * spread + 0.02
+/// llama.cpp does), so logits agree to a few percent (`r.logit_share`) of their largest
+/// magnitude, not to float precision; a wrong RoPE, mask or head grouping is off by the whole
+/// spread. SmolLM2's activations have outlier channels hundreds of times the rest: in their
+/// blocks the 8-bit step is coarse, and a last-bit change upstream (another summation order,
+/// as between the packed and row weight layouts, which agree to 1e-7 per product) can flip a
+/// rounding and move its logits by up to ~5% of the spread.
+fn logit_tolerance(r: &Reference, spread: f32) -> f32 {
+    r.logit_share * spread + 0.02
 }
 
 fn check_reference(r: &Reference) {
@@ -156,7 +160,7 @@ fn check_reference(r: &Reference) {
     let rows = logits_rows(&loaded.model, &ids, &mut loaded.model.make_cache(None));
     for (pos, want) in r.expected_rows() {
         let got = &rows[pos];
-        let tol = logit_tolerance(want.iter().fold(0f32, |m, &(_, v)| m.max(v.abs())));
+        let tol = logit_tolerance(r, want.iter().fold(0f32, |m, &(_, v)| m.max(v.abs())));
         for &(id, v) in &want {
             assert!((got[id] - v).abs() <= tol, "{} pos {pos} id {id}: {} vs {v}", r.name, got[id]);
         }
@@ -168,7 +172,7 @@ fn check_reference(r: &Reference) {
         .unwrap()
         .map(|x| x.unwrap().token)
         .collect();
-    let clear = r.greedy.iter().take_while(|s| s.gap > 2.0 * logit_tolerance(s.spread)).count();
+    let clear = r.greedy.iter().take_while(|s| s.gap > 2.0 * logit_tolerance(r, s.spread)).count();
     let eos = loaded.tokenizer.eos_ids();
     let stop = r.greedy.iter().position(|s| eos.contains(&s.id)).map_or(usize::MAX, |i| i + 1);
     let n = clear.min(stop);
@@ -181,7 +185,7 @@ fn check_reference(r: &Reference) {
         logits_rows(&loaded.model, &forced[..forced.len() - 1], &mut loaded.model.make_cache(None));
     let mut checked = 0;
     for (i, step) in r.greedy.iter().enumerate() {
-        if step.gap > 2.0 * logit_tolerance(step.spread) {
+        if step.gap > 2.0 * logit_tolerance(r, step.spread) {
             let got = ember_lm::sample::argmax(&rows[ids.len() - 1 + i]) as u32;
             assert_eq!(got, step.id, "{} teacher-forced step {i}", r.name);
             checked += 1;

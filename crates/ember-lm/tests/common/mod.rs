@@ -56,6 +56,8 @@ pub struct Reference {
     pub top: Vec<(usize, f32)>,
     pub greedy: Vec<GreedyStep>,
     pub tokenizer: Vec<TokenCase>,
+    /// Logit error allowed, as a share of the largest logit's magnitude (see tests/llama.rs).
+    pub logit_share: f32,
 }
 
 impl Reference {
@@ -105,6 +107,7 @@ pub fn tiny_models() -> Vec<Reference> {
             top: vec![],
             greedy: greedy(&m["greedy"]),
             tokenizer: token_cases(&m["tokenizer"]),
+            logit_share: 0.03,
         })
         .collect()
 }
@@ -127,5 +130,7 @@ pub fn smollm2() -> Option<Reference> {
         top,
         greedy: greedy(&j["greedy"]),
         tokenizer: token_cases(&j["tokenizer"]),
+        // Outlier activation channels make its 8-bit activation rounding coarse.
+        logit_share: 0.06,
     })
 }
