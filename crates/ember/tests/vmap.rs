@@ -499,7 +499,7 @@ fn nested_vmap_maps_two_axes() {
     );
     let outer = vmap(move |x: &[Array]| inner(x), &[Some(1)], &[Some(0)]);
     let x = random(&[2, 3, 4], 1);
-    let got = outer(&[x.clone()]).unwrap().remove(0);
+    let got = outer(std::slice::from_ref(&x)).unwrap().remove(0);
     // got[j][i] = sum_k x[i][j][k]^2
     let expected =
         ops::transpose(&ops::sum(&ops::square(&x).unwrap(), Some(&[2]), false).unwrap(), &[1, 0])

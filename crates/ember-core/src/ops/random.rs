@@ -104,6 +104,7 @@ fn check_key(key: &Array) -> Result<()> {
     Ok(())
 }
 
+/// `bits`' input: one key, or a batch of keys (from vmap) whose batch dims lead `shape`.
 fn check_keys(keys: &Array, shape: &[usize]) -> Result<()> {
     let batch = &keys.shape()[..keys.ndim().saturating_sub(1)];
     if keys.dtype() != Dtype::Uint32 || keys.shape().last() != Some(&2) || !shape.starts_with(batch)

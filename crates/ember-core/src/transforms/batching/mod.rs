@@ -166,7 +166,10 @@ fn layout(op: &LayoutOp, input: &Batched, size: usize) -> Result<Vec<Batched>> {
         },
         // Its strides address the input's whole buffer, so there is no axis to batch; MLX
         // has no batching rule for it either.
-        LayoutOp::AsStrided { .. } => bail!("as_strided", "cannot be vmapped (MLX has no rule)"),
+        LayoutOp::AsStrided { .. } => bail!(
+            "as_strided",
+            "vmap is not supported: the strides address the whole input, not one element"
+        ),
     };
     Ok(vec![(Array::from_op(Op::Layout(batched_op), vec![x])?, Some(0))])
 }
