@@ -478,6 +478,89 @@ fn vmap_of_quantized_random_and_custom_ops_equals_a_loop() {
     }
 }
 
+/// The vjp of `vmap(f)` (every input batched on axis 0) against the vjp of the loop.
+fn check_vjp(name: &str, f: F, shapes: &[Vec<usize>]) {
+    let n = shapes.len();
+    let args: Vec<Array> =
+        shapes.iter().enumerate().map(|(i, s)| batched(s, 0, 40 + i as u64)).collect();
+    let mapped = move |xs: &[Array]| vmap(f, &vec![Some(0); n], &[Some(0)])(xs);
+    let looped = move |xs: &[Array]| -> Result<Vec<Array>> {
+        let outs = (0..3)
+            .map(|b| {
+                let one: Vec<Array> = xs.iter().map(|x| element(x, 0, b)).collect();
+                Ok(f(&one)?.remove(0))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(vec![ops::stack(&outs.iter().collect::<Vec<_>>(), 0)?])
+    };
+    let cotangent = random(mapped(&args).unwrap()[0].shape(), 99);
+    let (_, got) = transforms::vjp(mapped, &args, std::slice::from_ref(&cotangent))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (_, want) = transforms::vjp(looped, &args, &[cotangent]).unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.shape(), w.shape(), "{name}: input {i}");
+        let (g, w) = (g.to_vec::<f64>().unwrap(), w.to_vec::<f64>().unwrap());
+        let close = g.iter().zip(&w).all(|(a, b)| (a - b).abs() <= 1e-10 * (1.0 + b.abs()));
+        assert!(close, "{name}: input {i}: {g:?} vs {w:?}");
+    }
+}
+
+#[test]
+fn gradients_flow_through_the_batching_rules() {
+    use ember::ops::fast::{self, AttentionMask};
+    let cases: Vec<(&str, F, Vec<Vec<usize>>)> = vec![
+        (
+            "take",
+            |x| Ok(vec![ops::take(&x[0], &order(&x[1], 0)?, Some(0))?]),
+            vec![vec![3, 2], vec![3]],
+        ),
+        (
+            "scatter_add",
+            |x| {
+                let rows = ops::remainder(&order(&x[1], 0)?, &Array::scalar(2u32))?;
+                Ok(vec![ops::scatter_add(&x[0], &[&rows], &x[2], &[0])?])
+            },
+            vec![vec![4, 3], vec![3], vec![3, 1, 3]],
+        ),
+        (
+            "pad",
+            |x| Ok(vec![ops::pad(&x[0], &[(1, 1)], &x[1], ops::PadMode::Constant)?]),
+            vec![vec![2, 3], vec![]],
+        ),
+        (
+            "conv2d grouped",
+            |x| Ok(vec![ops::conv2d(&x[0], &x[1], (1, 1), (1, 0), (1, 1), 2)?]),
+            vec![vec![1, 3, 3, 4], vec![4, 2, 2, 2]],
+        ),
+        (
+            "layer_norm",
+            |x| Ok(vec![fast::layer_norm(&x[0], Some(&x[1]), Some(&x[2]), 1e-5)?]),
+            vec![vec![2, 4], vec![4], vec![4]],
+        ),
+        (
+            "sdpa",
+            |x| {
+                let mask = AttentionMask::Causal;
+                Ok(vec![fast::scaled_dot_product_attention(&x[0], &x[1], &x[2], 0.5, mask)?])
+            },
+            vec![vec![1, 2, 3, 4], vec![1, 1, 3, 4], vec![1, 1, 3, 4]],
+        ),
+        (
+            "custom function",
+            |x| {
+                let f = transforms::CustomFunction::new(|a| {
+                    Ok(vec![ops::multiply(&ops::sin(&a[0])?, &a[1])?])
+                });
+                Ok(vec![f.call(&[x[0].clone(), x[1].clone()])?.remove(0)])
+            },
+            vec![vec![3], vec![3]],
+        ),
+    ];
+    for (name, f, shapes) in cases {
+        check_vjp(name, f, &shapes);
+    }
+}
+
 #[test]
 fn vmap_of_as_strided_is_an_error_naming_it() {
     // MLX has no batching rule for as_strided: its strides address the whole input.
