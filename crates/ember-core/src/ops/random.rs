@@ -21,7 +21,9 @@ use std::sync::Mutex;
 /// Primitives for random bits from explicit keys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RandomOp {
-    /// Random elements of `width` bytes (1, 2 or 4: uint8/16/32) from a key (the input).
+    /// Random elements of `width` bytes (1, 2 or 4: uint8/16/32) from a key (the input). A
+    /// batch of keys `(..., 2)` (vmap over keys) fills `shape`, which starts with the batch
+    /// dims, one block per key.
     Bits { shape: Vec<usize>, width: usize },
     /// The uint32 index of the largest value along `axis`: `categorical`'s choice among
     /// Gumbel-perturbed logits (first maximum wins, NaN counts as largest).
@@ -43,7 +45,7 @@ impl Primitive for RandomOp {
     fn infer(&self, inputs: &[&Array]) -> Result<Vec<OutSpec>> {
         match self {
             RandomOp::Bits { shape, width } => {
-                check_key(inputs[0])?;
+                check_keys(inputs[0], shape)?;
                 let dtype = match width {
                     1 => Dtype::Uint8,
                     2 => Dtype::Uint16,
@@ -102,6 +104,23 @@ fn check_key(key: &Array) -> Result<()> {
     Ok(())
 }
 
+/// `bits`' input: one key, or a batch of keys (from vmap) whose batch dims lead `shape`.
+fn check_keys(keys: &Array, shape: &[usize]) -> Result<()> {
+    let batch = &keys.shape()[..keys.ndim().saturating_sub(1)];
+    if keys.dtype() != Dtype::Uint32 || keys.shape().last() != Some(&2) || !shape.starts_with(batch)
+    {
+        bail!(
+            "bits",
+            "keys must be a uint32 array of shape (..., 2) whose batch dims start {:?}, got {} \
+             of shape {:?}",
+            shape,
+            keys.dtype(),
+            keys.shape()
+        );
+    }
+    Ok(())
+}
+
 /// The global key used when no key is given; `None` until first use or `seed`.
 static GLOBAL_KEY: Mutex<Option<[u32; 2]>> = Mutex::new(None);
 
@@ -141,8 +160,10 @@ fn key_or_next(key: Option<&Array>) -> Array {
 
 /// Random bits of `shape`: uint32, uint16 or uint8 for `width` 4, 2 or 1 bytes.
 pub fn bits(shape: &[usize], width: usize, key: Option<&Array>) -> Result<Array> {
+    let key = key_or_next(key);
+    check_key(&key)?;
     let op = RandomOp::Bits { shape: shape.to_vec(), width };
-    Array::from_op(Op::Random(op), vec![key_or_next(key)])
+    Array::from_op(Op::Random(op), vec![key])
 }
 
 /// `num` new keys from `key`, as a `(num, 2)` uint32 array.

@@ -73,6 +73,16 @@ pub fn checkpoint(
 }
 
 impl CustomOp {
+    /// How many inputs are primals (the rest are the forward's outputs).
+    pub(crate) fn primals(&self) -> usize {
+        self.primals
+    }
+
+    /// The user's forward on `primals`, recorded like any other function.
+    pub(crate) fn forward(&self, primals: &[Array]) -> Result<Vec<Array>> {
+        (self.function.forward)(primals)
+    }
+
     pub(crate) fn infer(&self, inputs: &[&Array]) -> Vec<OutSpec> {
         inputs[self.primals..].iter().map(|a| (a.shape().to_vec(), a.dtype())).collect()
     }

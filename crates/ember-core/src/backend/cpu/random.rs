@@ -19,21 +19,32 @@ pub fn eval(op: &RandomOp, inputs: &[ReadyArray], _outputs: &[OutSpec]) -> Resul
 }
 
 fn bits(key: &ReadyArray, shape: &[usize], width: usize) -> Result<ReadyArray> {
-    let mut k = [0u32; 2];
-    map1(&mut k, key.view::<u32>(), |v| v);
+    let mut words = vec![0u32; key.size()];
+    map1(&mut words, key.view::<u32>(), |v| v);
+    let keys: Vec<[u32; 2]> = words.chunks_exact(2).map(|k| [k[0], k[1]]).collect();
     match width {
         4 => new_output::<u32>(shape, |out| {
-            fill_words(k, out);
+            per_key(&keys, out, fill_words);
             Ok(())
         }),
         2 => new_output::<u16>(shape, |out| {
-            narrow_words(k, out, |w, i| (w >> (16 * (i % 2))) as u16);
+            per_key(&keys, out, |k, o| narrow_words(k, o, |w, i| (w >> (16 * (i % 2))) as u16));
             Ok(())
         }),
         _ => new_output::<u8>(shape, |out| {
-            narrow_words(k, out, |w, i| (w >> (8 * (i % 4))) as u8);
+            per_key(&keys, out, |k, o| narrow_words(k, o, |w, i| (w >> (8 * (i % 4))) as u8));
             Ok(())
         }),
+    }
+}
+
+/// Fills `out` in equal blocks, one per key (a batch of keys from vmap; usually one key).
+fn per_key<T>(keys: &[[u32; 2]], out: &mut [T], fill: impl Fn([u32; 2], &mut [T])) {
+    let block = out.len() / keys.len().max(1);
+    if block > 0 {
+        for (k, o) in keys.iter().zip(out.chunks_mut(block)) {
+            fill(*k, o);
+        }
     }
 }
 
