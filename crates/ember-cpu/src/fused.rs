@@ -10,7 +10,7 @@
 //! (read in place), or anything else (gathered and converted into a register per tile).
 //! Registers are assigned by liveness, an instruction's register never aliases its operands,
 //! and each instruction is one tight loop over the tile that LLVM vectorises (compiled for
-//! AVX2+FMA when the CPU has them). Tiles run in parallel above `PARALLEL_THRESHOLD`.
+//! AVX-512 or AVX2+FMA when the CPU has them). Tiles run in parallel above `PARALLEL_THRESHOLD`.
 
 use crate::scalar::num_like::FloatMath;
 use crate::scalar::{cast, Float, Scalar};
@@ -455,6 +455,17 @@ pub fn run<F: Compute>(
     outputs: &mut [Output<'_>],
     shape: &[usize],
 ) {
+    run_on::<F>(Simd::detect(), program, inputs, outputs, shape)
+}
+
+/// [`run`] with loops compiled for `simd` (which the CPU must support).
+fn run_on<F: Compute>(
+    simd: Simd,
+    program: &Program,
+    inputs: &[Input<'_>],
+    outputs: &mut [Output<'_>],
+    shape: &[usize],
+) {
     assert_eq!(inputs.len(), program.inputs, "fused program input count");
     assert_eq!(outputs.len(), program.outputs.len(), "fused program output count");
     let len: usize = shape.iter().product();
@@ -467,21 +478,19 @@ pub fn run<F: Compute>(
     let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct };
     let tile = (TILE_BYTES / std::mem::size_of::<F>()).max(64);
     let task = tile * TILES_PER_TASK;
-    #[cfg(target_arch = "x86_64")]
-    let avx2 =
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
     let work = |start: usize, outs: &mut [Output<'_>]| {
         let n = outs.first().map_or(0, out_len);
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above), all that
-            // `run_range_avx2` requires; its body is safe code.
-            return unsafe { run_range_avx2(&ctx, start, n, tile, outs) };
+        match simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX-512F/VL, AVX2 and FMA (`run_on`'s contract, from
+            // `detect`), all that `run_range_avx512` requires; its body is safe code.
+            Simd::Avx512 => unsafe { run_range_avx512(&ctx, start, n, tile, outs) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX2 and FMA (`run_on`'s contract, from `detect`),
+            // all that `run_range_avx2` requires; its body is safe code.
+            Simd::Avx2 => unsafe { run_range_avx2(&ctx, start, n, tile, outs) },
+            Simd::Portable => run_range::<F, false>(&ctx, start, n, tile, outs),
         }
-        let _ = avx2;
-        run_range::<F, false>(&ctx, start, n, tile, outs)
     };
     if len >= PARALLEL_THRESHOLD {
         let mut per_output: Vec<_> =
@@ -543,6 +552,47 @@ struct Ctx<'p, 'a, F> {
     inputs: &'p [Input<'a>],
     rows: &'p [Rows<1>],
     direct: &'p [Option<&'a [F]>],
+}
+
+/// The instruction sets the interpreter's loops are compiled for.
+#[derive(Clone, Copy, Debug)]
+enum Simd {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+impl Simd {
+    /// The widest set this CPU runs.
+    fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                // 32 vector registers hold a polynomial's constants; 512-bit vectors halve
+                // the instructions (Zen 4 runs them as two halves, at the same FLOP rate).
+                if has!("avx512f") && has!("avx512vl") {
+                    return Simd::Avx512;
+                }
+                return Simd::Avx2;
+            }
+        }
+        Simd::Portable
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn run_range_avx512<F: Compute>(
+    ctx: &Ctx<'_, '_, F>,
+    start: usize,
+    n: usize,
+    tile: usize,
+    outs: &mut [Output<'_>],
+) {
+    run_range::<F, true>(ctx, start, n, tile, outs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -832,18 +882,37 @@ mod tests {
         for c in &consts {
             inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &zero, 0)));
         }
-        let (mut y, mut cube) = (vec![0f32; n], vec![0f32; n]);
-        run::<f32>(&p, &inputs, &mut [Output::F32(&mut y), Output::F32(&mut cube)], &shape);
-        for i in (0..n).step_by(97) {
-            let v = x[i] as f64;
-            let want = 0.5 * v * (1.0 + (0.79 * (v + 0.044 * v * v * v)).tanh());
-            assert!(
-                (y[i] as f64 - want).abs() < 2e-6 * (1.0 + want.abs()),
-                "{i}: {} vs {want}",
-                y[i]
-            );
-            assert_eq!(cube[i], x[i] * x[i] * x[i]);
+        // Every instruction set this CPU runs (the unsafe entry points of each).
+        for simd in available_simd() {
+            let (mut y, mut cube) = (vec![0f32; n], vec![0f32; n]);
+            let outs = &mut [Output::F32(&mut y), Output::F32(&mut cube)];
+            run_on::<f32>(simd, &p, &inputs, outs, &shape);
+            for i in (0..n).step_by(97) {
+                let v = x[i] as f64;
+                let want = 0.5 * v * (1.0 + (0.79 * (v + 0.044 * v * v * v)).tanh());
+                assert!(
+                    (y[i] as f64 - want).abs() < 2e-6 * (1.0 + want.abs()),
+                    "{simd:?} {i}: {} vs {want}",
+                    y[i]
+                );
+                assert_eq!(cube[i], x[i] * x[i] * x[i]);
+            }
         }
+    }
+
+    fn available_simd() -> Vec<Simd> {
+        let mut all = vec![Simd::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                all.push(Simd::Avx2);
+            }
+            if matches!(Simd::detect(), Simd::Avx512) {
+                all.push(Simd::Avx512);
+            }
+        }
+        all
     }
 
     #[test]
