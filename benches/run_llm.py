@@ -17,7 +17,6 @@ PyPI sdist of llama-cpp-python (its vendored llama.cpp) with CMake from PyPI, in
 """
 import argparse
 import datetime
-import glob
 import json
 import os
 import platform
@@ -26,6 +25,8 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import urllib.parse
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -93,6 +94,21 @@ def default_model_path(ember, env):
     return m.group(1)
 
 
+def download_sdist(package, dest):
+    """The latest source archive of `package`, fetched from PyPI's JSON API: `pip download
+    --no-binary` would build the package's build requirements (CMake itself) from source."""
+    index = f"https://pypi.org/pypi/{package}/json"
+    with urllib.request.urlopen(index, timeout=60) as r:
+        info = json.load(r)
+    sdist = next(u for u in info["urls"] if u["packagetype"] == "sdist")
+    path = os.path.join(dest, sdist["filename"])
+    if not os.path.exists(path):
+        log(f"downloading {sdist['filename']}")
+        # A mirror may answer with URLs relative to the index page.
+        urllib.request.urlretrieve(urllib.parse.urljoin(index, sdist["url"]), path)
+    return path
+
+
 def build_llama_cpp():
     """Builds llama.cpp's tools from llama-cpp-python's sdist (vendored llama.cpp)."""
     venv_py = os.path.join(CACHE, "venv", "bin", "python")
@@ -101,9 +117,7 @@ def build_llama_cpp():
     subprocess.run([venv_py, "-m", "pip", "install", "-q", "cmake"], check=True)
     src = os.path.join(CACHE, "src")
     os.makedirs(src, exist_ok=True)
-    subprocess.run([venv_py, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                    "llama-cpp-python", "-d", src], check=True)
-    sdist = sorted(glob.glob(os.path.join(src, "llama_cpp_python-*.tar.gz")))[-1]
+    sdist = download_sdist("llama-cpp-python", src)
     with tarfile.open(sdist) as t:
         t.extractall(src, filter="data")
     vendored = os.path.join(sdist[:-len(".tar.gz")], "vendor", "llama.cpp")
