@@ -212,7 +212,10 @@ mod vnni {
                     for b in 0..kb {
                         for gi in 0..G {
                             let at = (g0 + gi) * group_bytes + b * sb_bytes;
-                            prefetch(w, at + PREFETCH * sb_bytes, sb_bytes);
+                            // The same super-block of the next tile: a constant distance
+                            // of one tile keeps enough lines in flight at every step, where
+                            // a few super-blocks ahead left each tile's start waiting.
+                            prefetch(w, at + G * group_bytes, sb_bytes);
                             let $sb = &w[at..][..sb_bytes];
                             let codes: [__m256i; 8] = $codes;
                             let d = halves8($sb, 0);
@@ -253,10 +256,6 @@ mod vnni {
             }
         };
     }
-
-    /// Super-blocks ahead of the one computed that are requested from memory: one activation
-    /// row reads each weight once, and the groups of a tile are separate streams.
-    const PREFETCH: usize = 4;
 
     /// Asks for the cache lines of `bytes[at..at + len]` (nothing past the end).
     #[inline]
