@@ -35,6 +35,9 @@ LLAMA_DIR = os.path.join(CACHE, "llama.cpp")
 PROMPT_FILE = os.path.join(HERE, "prompts", "llm_128.txt")
 THREADS = 2
 GEN = 128
+# llama.cpp's context: the run's 128 + 128 positions, what ember's KV cache holds (its default
+# context is the model's 8192 positions, whose KV cache would dominate its memory figure).
+CONTEXT = 256
 
 
 def log(msg):
@@ -146,7 +149,7 @@ def run_llama_bench(bin_dir, model):
 def run_llama_completion(bin_dir, model):
     cmd = ["/usr/bin/time", "-v", os.path.join(bin_dir, "llama-completion"), "-m", model,
            "-f", PROMPT_FILE, "-n", str(GEN), "--temp", "0", "--ignore-eos", "-t", str(THREADS),
-           "-no-cnv"]
+           "-no-cnv", "-c", str(CONTEXT)]
     r = sh(cmd)
     if r.returncode != 0:
         raise RuntimeError(f"llama-completion failed:\n{r.stderr[-800:]}")
@@ -205,7 +208,9 @@ Load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. {note}
 Command: `{command}`
 Workload: benches/prompts/llm_128.txt as a raw prompt (128 tokens), {GEN} greedy tokens with
 EOS ignored, {THREADS} threads. Cells: median (min-max); "ember / peer" > 1 means ember is
-better (throughput: ember / peer; times and memory: peer / ember).
+better (throughput: ember / peer; times and memory: peer / ember). llama.cpp's speeds are
+`llama-bench -p 128 -n {GEN} -t {THREADS}`; its load, TTFT and peak RSS come from
+`llama-completion -c {CONTEXT}` (the positions this run needs, as ember's KV cache holds).
 
 {table}
 <!-- /llm -->
