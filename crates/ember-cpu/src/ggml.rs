@@ -138,7 +138,7 @@ fn per_block<B: Pod + Sync>(bytes: &[u8], out: &mut [f32], f: impl Fn(&B, &mut [
 /// when `ty` has no dequantization here (or the sizes disagree).
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
     let blocks = out.len() / ty.block_size();
-    if out.len() % ty.block_size() != 0 || bytes.len() != blocks * ty.type_size() {
+    if !out.len().is_multiple_of(ty.block_size()) || bytes.len() != blocks * ty.type_size() {
         return false;
     }
     match ty {

@@ -335,7 +335,7 @@ pub fn dequantize_rows(
     }
     let row_bytes = k / BLOCK * ty.type_size();
     let rows = w.len().checked_div(row_bytes).unwrap_or(0);
-    if k % BLOCK != 0 || out.len() != ids.len() * k || ids.iter().any(|&r| r >= rows) {
+    if !k.is_multiple_of(BLOCK) || out.len() != ids.len() * k || ids.iter().any(|&r| r >= rows) {
         return false;
     }
     ids.iter()
@@ -388,7 +388,10 @@ pub fn matmul(
     let kb = k / BLOCK;
     let row_bytes = kb * ty.type_size();
     assert!(
-        k % BLOCK == 0 && x.len() == m * k && w.len() == n * row_bytes && out.len() == m * n,
+        k.is_multiple_of(BLOCK)
+            && x.len() == m * k
+            && w.len() == n * row_bytes
+            && out.len() == m * n,
         "quantized matmul: size mismatch"
     );
     assert!(valid_layout(ty, layout, n), "quantized matmul: invalid layout");

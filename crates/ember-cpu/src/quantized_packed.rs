@@ -54,7 +54,7 @@ fn lane_runs(ty: GgmlType, l: usize, mut word: impl FnMut(usize, usize, usize, u
 
 /// True when [`pack`] would pack a matrix of `rows` rows of `ty`.
 pub fn can_pack(ty: GgmlType, rows: usize) -> bool {
-    packable(ty) && rows % LANES == 0
+    packable(ty) && rows.is_multiple_of(LANES)
 }
 
 /// Packs whole groups: `src` (groups of [`LANES`] rows of `row_bytes`, row layout) into `dst`
@@ -64,7 +64,10 @@ pub fn can_pack(ty: GgmlType, rows: usize) -> bool {
 pub fn pack_groups(ty: GgmlType, src: &[u8], dst: &mut [u8], row_bytes: usize) {
     let (ts, group) = (ty.type_size(), LANES * row_bytes);
     assert!(
-        packable(ty) && src.len() == dst.len() && row_bytes % ts == 0 && src.len() % group == 0,
+        packable(ty)
+            && src.len() == dst.len()
+            && row_bytes.is_multiple_of(ts)
+            && src.len().is_multiple_of(group),
         "pack_groups: not whole groups of {} blocks",
         ty.name()
     );
@@ -86,11 +89,11 @@ pub fn pack_groups(ty: GgmlType, src: &[u8], dst: &mut [u8], row_bytes: usize) {
 /// leaving `bytes` unchanged, when the matrix cannot be packed ([`can_pack`]) or the sizes
 /// disagree.
 pub fn pack(ty: GgmlType, bytes: &mut [u8], rows: usize) -> bool {
-    if !can_pack(ty, rows) || rows == 0 || bytes.len() % rows != 0 {
+    if !can_pack(ty, rows) || rows == 0 || !bytes.len().is_multiple_of(rows) {
         return false;
     }
     let row_bytes = bytes.len() / rows;
-    if row_bytes % ty.type_size() != 0 {
+    if !row_bytes.is_multiple_of(ty.type_size()) {
         return false;
     }
     let pack_group = |src: &mut Vec<u8>, g: &mut [u8]| {
@@ -130,7 +133,11 @@ fn unpack_row(ty: GgmlType, w: &[u8], row_bytes: usize, row: usize, out: &mut [u
 pub fn dequantize_rows(ty: GgmlType, w: &[u8], k: usize, ids: &[usize], out: &mut [f32]) -> bool {
     let row_bytes = k / BLOCK * ty.type_size();
     let rows = w.len().checked_div(row_bytes).unwrap_or(0);
-    if !packable(ty) || k % BLOCK != 0 || out.len() != ids.len() * k || rows % LANES != 0 {
+    if !packable(ty)
+        || !k.is_multiple_of(BLOCK)
+        || out.len() != ids.len() * k
+        || !rows.is_multiple_of(LANES)
+    {
         return false;
     }
     if ids.iter().any(|&r| r >= rows) {
@@ -406,7 +413,7 @@ mod tests {
         let mut w = vec![0u8; 12 * 20];
         assert!(!pack(GgmlType::Q4_1, &mut w, 12)); // 12 rows: not whole groups
         assert!(!pack(GgmlType::Q4_K, &mut vec![0u8; 8 * 144], 8));
-        assert!(!pack(GgmlType::Q4_1, &mut vec![0u8; 8 * 21], 8)); // not whole blocks
+        assert!(!pack(GgmlType::Q4_1, &mut [0u8; 8 * 21], 8)); // not whole blocks
         assert!(!can_pack(GgmlType::F16, 8) && can_pack(GgmlType::Q8_0, 64));
     }
 

@@ -60,8 +60,8 @@ pub fn tanh<const FMA: bool>(x: f32) -> f32 {
     let x = x.clamp(-9.0, 9.0);
     let x2 = x * x;
     let mut p = -2.760_768_5e-16f32;
-    p = madd::<FMA>(p, x2, 2.000_187_9e-13);
-    p = madd::<FMA>(p, x2, -8.604_671_5e-11);
+    p = madd::<FMA>(p, x2, 2.000_188e-13);
+    p = madd::<FMA>(p, x2, -8.604_672e-11);
     p = madd::<FMA>(p, x2, 5.122_297e-8);
     p = madd::<FMA>(p, x2, 1.485_722_4e-5);
     p = madd::<FMA>(p, x2, 6.372_619_3e-4);
@@ -102,7 +102,7 @@ pub fn log<const FMA: bool>(x: f32) -> f32 {
         -1.666_805_8e-1,
         2.000_071_4e-1,
         -2.499_999_4e-1,
-        3.333_333_1e-1,
+        3.333_333e-1,
     ] {
         p = madd::<FMA>(p, m, c);
     }
@@ -134,7 +134,7 @@ pub fn erf<const FMA: bool>(x: f32) -> f32 {
         -2.685_381_3e-2,
         1.128_358_5e-1,
         -3.761_262_6e-1,
-        1.128_379_2,
+        std::f32::consts::FRAC_2_SQRT_PI,
     ] {
         p = madd::<FMA>(p, s, c);
     }
