@@ -264,25 +264,28 @@ mod avx2 {
     );
 }
 
-/// Picks the instantiation of an AVX2 kernel for the number of activation rows given.
+/// Picks the instantiation of a SIMD kernel (`module::kernel`) for the number of activation
+/// rows given: one row takes four weight tiles at a time for independent sums, two rows two,
+/// more rows `$wide`. Shared by the row layout (AVX2) and the packed layout (VNNI).
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows {
-    ($f:ident) => {
+    ($m:ident::$f:ident, $wide:literal) => {
         |w, x, kb, o, s| {
-            // SAFETY: only selected once AVX2, FMA and F16C were detected (`simd_kernel`);
-            // the kernels are otherwise safe code.
+            // SAFETY: expanded only in a `simd_kernel` that returns it after detecting every
+            // target feature the kernels of module `$m` enable; they are otherwise safe code.
             unsafe {
-                // One activation row: four weight rows at a time for independent sums.
                 match x.len() / kb {
-                    1 => avx2::$f::<1, 4>(w, x, kb, o, s),
-                    2 => avx2::$f::<2, 2>(w, x, kb, o, s),
-                    3 => avx2::$f::<3, 1>(w, x, kb, o, s),
-                    _ => avx2::$f::<4, 1>(w, x, kb, o, s),
+                    1 => $m::$f::<1, 4>(w, x, kb, o, s),
+                    2 => $m::$f::<2, 2>(w, x, kb, o, s),
+                    3 => $m::$f::<3, $wide>(w, x, kb, o, s),
+                    _ => $m::$f::<4, $wide>(w, x, kb, o, s),
                 }
             }
         }
     };
 }
+#[cfg(target_arch = "x86_64")]
+pub(crate) use by_rows;
 
 #[cfg(target_arch = "x86_64")]
 fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
@@ -295,9 +298,9 @@ fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
         return None;
     }
     Some(match ty {
-        GgmlType::Q8_0 => by_rows!(q8_0),
-        GgmlType::Q4_0 => by_rows!(q4_0),
-        GgmlType::Q4_1 => by_rows!(q4_1),
+        GgmlType::Q8_0 => by_rows!(avx2::q8_0, 1),
+        GgmlType::Q4_0 => by_rows!(avx2::q4_0, 1),
+        GgmlType::Q4_1 => by_rows!(avx2::q4_1, 1),
         _ => return None,
     })
 }

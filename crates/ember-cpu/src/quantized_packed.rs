@@ -327,35 +327,16 @@ pub fn packed_is_fast() -> bool {
     has_vnni()
 }
 
-/// Picks the tile of a VNNI kernel for the number of activation rows given.
-#[cfg(target_arch = "x86_64")]
-macro_rules! by_rows {
-    ($f:ident) => {
-        |w, x, kb, o, s| {
-            // SAFETY: only selected once AVX2, FMA, F16C, AVX-512F/VL and VNNI were detected
-            // (`simd_kernel`); the kernels are otherwise safe code.
-            unsafe {
-                // One activation row: four groups at a time for independent sums.
-                match x.len() / kb {
-                    1 => vnni::$f::<1, 4>(w, x, kb, o, s),
-                    2 => vnni::$f::<2, 2>(w, x, kb, o, s),
-                    3 => vnni::$f::<3, 2>(w, x, kb, o, s),
-                    _ => vnni::$f::<4, 2>(w, x, kb, o, s),
-                }
-            }
-        }
-    };
-}
-
 #[cfg(target_arch = "x86_64")]
 fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
+    use crate::quantized::by_rows;
     if !has_vnni() {
         return None;
     }
     Some(match ty {
-        GgmlType::Q8_0 => by_rows!(q8_0),
-        GgmlType::Q4_0 => by_rows!(q4_0),
-        GgmlType::Q4_1 => by_rows!(q4_1),
+        GgmlType::Q8_0 => by_rows!(vnni::q8_0, 2),
+        GgmlType::Q4_0 => by_rows!(vnni::q4_0, 2),
+        GgmlType::Q4_1 => by_rows!(vnni::q4_1, 2),
         _ => return None,
     })
 }
