@@ -14,6 +14,12 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
+/// The polynomial with coefficients `c` (highest degree first) at `x`, by Horner's rule.
+#[inline(always)]
+fn horner<const FMA: bool, const N: usize>(x: f32, c: [f32; N]) -> f32 {
+    c[1..].iter().fold(c[0], |p, &ci| madd::<FMA>(p, x, ci))
+}
+
 /// `2^k` for `k` in `[-150, 128]`, as two normal factors whose product rounds once.
 #[inline(always)]
 fn scale(p: f32, k: i32) -> f32 {
@@ -34,13 +40,11 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
     let t = madd::<FMA>(xc, std::f32::consts::LOG2_E, ROUND);
     let n = t - ROUND;
     let r = madd::<FMA>(n, -LN2_LO, madd::<FMA>(n, -LN2_HI, xc));
-    let mut p = 1.987_569_1e-4f32;
-    p = madd::<FMA>(p, r, 1.398_199_9e-3);
-    p = madd::<FMA>(p, r, 8.333_452e-3);
-    p = madd::<FMA>(p, r, 4.166_579_6e-2);
-    p = madd::<FMA>(p, r, 1.666_666_5e-1);
-    p = madd::<FMA>(p, r, 0.5);
-    p = madd::<FMA>(p * r, r, r) + 1.0;
+    let p = horner::<FMA, 6>(
+        r,
+        [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5],
+    );
+    let p = madd::<FMA>(p * r, r, r) + 1.0;
     let k = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let y = scale(p, k);
     if x > 88.722_84 {
@@ -59,17 +63,19 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
 pub fn tanh<const FMA: bool>(x: f32) -> f32 {
     let x = x.clamp(-9.0, 9.0);
     let x2 = x * x;
-    let mut p = -2.760_768_5e-16f32;
-    p = madd::<FMA>(p, x2, 2.000_188e-13);
-    p = madd::<FMA>(p, x2, -8.604_672e-11);
-    p = madd::<FMA>(p, x2, 5.122_297e-8);
-    p = madd::<FMA>(p, x2, 1.485_722_4e-5);
-    p = madd::<FMA>(p, x2, 6.372_619_3e-4);
-    p = madd::<FMA>(p, x2, 4.893_524_6e-3);
-    let mut q = 1.198_258_4e-6f32;
-    q = madd::<FMA>(q, x2, 1.185_347_1e-4);
-    q = madd::<FMA>(q, x2, 2.268_434_6e-3);
-    q = madd::<FMA>(q, x2, 4.893_525e-3);
+    let p = horner::<FMA, 7>(
+        x2,
+        [
+            -2.760_768_5e-16,
+            2.000_188e-13,
+            -8.604_672e-11,
+            5.122_297e-8,
+            1.485_722_4e-5,
+            6.372_619_3e-4,
+            4.893_524_6e-3,
+        ],
+    );
+    let q = horner::<FMA, 4>(x2, [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3]);
     x * p / q
 }
 
@@ -93,19 +99,20 @@ pub fn log<const FMA: bool>(x: f32) -> f32 {
     let ef = (e - i32::from(low)) as f32;
     let m = if low { m + m - 1.0 } else { m - 1.0 };
     let z = m * m;
-    let mut p = 7.037_683_6e-2f32;
-    for c in [
-        -1.151_461e-1,
-        1.167_699_9e-1,
-        -1.242_014_1e-1,
-        1.424_932_3e-1,
-        -1.666_805_8e-1,
-        2.000_071_4e-1,
-        -2.499_999_4e-1,
-        3.333_333e-1,
-    ] {
-        p = madd::<FMA>(p, m, c);
-    }
+    let p = horner::<FMA, 9>(
+        m,
+        [
+            7.037_683_6e-2,
+            -1.151_461e-1,
+            1.167_699_9e-1,
+            -1.242_014_1e-1,
+            1.424_932_3e-1,
+            -1.666_805_8e-1,
+            2.000_071_4e-1,
+            -2.499_999_4e-1,
+            3.333_333e-1,
+        ],
+    );
     let mut y = p * m * z;
     y = madd::<FMA>(ef, -2.121_944_4e-4, y);
     y = madd::<FMA>(z, -0.5, y);
@@ -127,34 +134,36 @@ pub fn log<const FMA: bool>(x: f32) -> f32 {
 #[inline(always)]
 pub fn erf<const FMA: bool>(x: f32) -> f32 {
     let s = x * x;
-    let mut p = 7.853_861_4e-5f32;
-    for c in [
-        -8.010_193_6e-4,
-        5.188_327_7e-3,
-        -2.685_381_3e-2,
-        1.128_358_5e-1,
-        -3.761_262_6e-1,
-        std::f32::consts::FRAC_2_SQRT_PI,
-    ] {
-        p = madd::<FMA>(p, s, c);
-    }
+    let p = horner::<FMA, 7>(
+        s,
+        [
+            7.853_861_4e-5,
+            -8.010_193_6e-4,
+            5.188_327_7e-3,
+            -2.685_381_3e-2,
+            1.128_358_5e-1,
+            -3.761_262_6e-1,
+            std::f32::consts::FRAC_2_SQRT_PI,
+        ],
+    );
     let small = p * x;
     let z = x.abs().min(10.0);
     let t = 1.0 / madd::<FMA>(0.5, z, 1.0);
-    let mut q = 0.170_872_77f32;
-    for c in [
-        -0.822_152_23,
-        1.488_515_9,
-        -1.135_204,
-        0.278_868_07,
-        -0.186_288_06,
-        0.096_784_18,
-        0.374_091_96,
-        1.000_023_7,
-    ] {
-        q = madd::<FMA>(q, t, c);
-    }
-    q = madd::<FMA>(q, t, -1.265_512_2);
+    let q = horner::<FMA, 10>(
+        t,
+        [
+            0.170_872_77,
+            -0.822_152_23,
+            1.488_515_9,
+            -1.135_204,
+            0.278_868_07,
+            -0.186_288_06,
+            0.096_784_18,
+            0.374_091_96,
+            1.000_023_7,
+            -1.265_512_2,
+        ],
+    );
     let hi = z * z;
     let lo = if FMA { z.mul_add(z, -hi) } else { 0.0 };
     let erfc = t * exp::<FMA>(-hi) * (1.0 - lo) * exp::<FMA>(q);
