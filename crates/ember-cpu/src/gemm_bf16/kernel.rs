@@ -18,8 +18,9 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::ops::Range;
 
-/// Rows of the microkernel tile.
-pub(super) const MR: usize = 14;
+/// Rows of the microkernel tile. 12 rather than the 14 the registers allow: measured on Zen 4,
+/// it runs 1024-cubed products ~5% faster (an A step is then 48 bytes) and 4096 ~1% slower.
+pub(super) const MR: usize = 12;
 /// zmm vectors (16 f32 lanes each) per tile row.
 const NV: usize = 2;
 /// Columns of the microkernel tile.
