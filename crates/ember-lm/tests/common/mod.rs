@@ -112,16 +112,16 @@ pub fn tiny_models() -> Vec<Reference> {
         .collect()
 }
 
-/// The default model's reference, when the model is in ember's cache.
-pub fn smollm2() -> Option<Reference> {
-    let path = ember_lm::default_model::cached_default_model()?;
+/// The default model's reference (the model is fetched into ember's cache if missing).
+pub fn smollm2() -> Reference {
+    let path = ember_lm::default_model::default_model(&mut |m| eprintln!("{m}")).unwrap();
     let j = json("smollm2.json");
     let top = ids(&j["top_ids"])
         .into_iter()
         .zip(j["top_logits"].as_array().unwrap())
         .map(|(i, v)| (i as usize, v.as_f64().unwrap() as f32))
         .collect();
-    Some(Reference {
+    Reference {
         name: "SmolLM2-135M-Instruct Q4_1".into(),
         file: String::new(),
         abs_path: Some(path),
@@ -132,5 +132,5 @@ pub fn smollm2() -> Option<Reference> {
         tokenizer: token_cases(&j["tokenizer"]),
         // Outlier activation channels make its 8-bit activation rounding coarse.
         logit_share: 0.06,
-    })
+    }
 }
