@@ -91,11 +91,11 @@ impl Caches<'_> {
 
     /// Positions seen (every layer's cache advances together).
     fn offset(&self) -> usize {
-        let layers: &[KvCache] = match self {
-            Caches::Owned(c) => c,
-            Caches::Borrowed(c) => c,
+        let first = match self {
+            Caches::Owned(c) => c.first(),
+            Caches::Borrowed(c) => c.first(),
         };
-        layers.first().map_or(0, KvCache::offset)
+        first.map_or(0, KvCache::offset)
     }
 }
 
