@@ -63,6 +63,19 @@ impl KvCache {
         self.offset
     }
 
+    /// Keeps only the first `n` positions (a later update writes over the rest), as mlx-lm's
+    /// `trim_prompt_cache`. Returns false, changing nothing, when positions have been evicted
+    /// from a bounded cache (its slots no longer follow token order) or `n` exceeds the
+    /// positions seen.
+    pub fn trim_to(&mut self, n: usize) -> bool {
+        if self.offset != self.len || n > self.len {
+            return false;
+        }
+        self.offset = n;
+        self.len = n;
+        true
+    }
+
     /// Appends `k` and `v` (B, heads, L, dim) and returns every cached key and value
     /// (including these) for attention.
     pub fn update_and_fetch(&mut self, k: &Array, v: &Array) -> Result<(Array, Array)> {

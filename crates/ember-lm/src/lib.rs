@@ -1,7 +1,9 @@
-//! ember-lm: language-model inference on ember, in the manner of mlx-lm. One file per
-//! architecture ([`llama`]), loading from GGUF ([`weights`], [`load`]), the tokenizer and
-//! streaming detokenisation ([`tokenizer`]), chat templates ([`chat`]), KV caches
-//! ([`cache`]), sampling ([`sample`]) and the generation loop ([`generate`]).
+//! ember-lm: language-model inference on ember, in the manner of mlx-lm. The supported
+//! architectures ([`arch`]: Llama, Qwen2) share one decoder ([`llama`]); then loading from
+//! GGUF ([`weights`], [`load`]), the tokenizer and streaming detokenisation ([`tokenizer`]),
+//! chat templates ([`chat`]), KV caches ([`cache`]), sampling ([`sample`]), the repetition
+//! penalty ([`penalty`]), stop strings ([`stop`]), the generation loop ([`generate`]) and
+//! multi-turn chat over one cache ([`conversation`]).
 //!
 //! ```no_run
 //! use ember_lm::{generate::GenerateConfig, load, stream_generate};
@@ -13,16 +15,21 @@
 //! }
 //! ```
 
+pub mod arch;
 pub mod cache;
 pub mod chat;
+pub mod conversation;
 pub mod default_model;
 pub mod error;
 pub mod generate;
 pub mod llama;
+pub mod penalty;
 pub mod sample;
+pub mod stop;
 pub mod tokenizer;
 pub mod weights;
 
+pub use arch::Arch;
 pub use chat::{ChatTemplate, Message};
 pub use error::{Error, Result};
 pub use generate::{stream_generate, GenerateConfig, Response};
@@ -60,13 +67,6 @@ fn rope_wavelengths(file: &GgufFile, config: &LlamaConfig) -> ember_core::Result
 /// computed on directly), so loading reads little more than the metadata.
 pub fn load(path: &Path) -> Result<LoadedModel> {
     let file = GgufFile::open(path)?;
-    let arch = file.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
-    if arch != "llama" {
-        return Err(Error::model(
-            path,
-            format!("general.architecture `{arch}` is not supported yet (supported: llama)"),
-        ));
-    }
     let config = LlamaConfig::from_gguf(&file, path)?;
     let freqs = rope_wavelengths(&file, &config)?;
     if freqs.as_ref().is_some_and(|f| f.size() != config.rope_dims / 2) {
@@ -98,19 +98,34 @@ impl LoadedModel {
         system: Option<&str>,
         use_template: bool,
     ) -> Result<Vec<u32>> {
-        let text = match &self.chat_template {
-            Some(t) if use_template => {
-                let mut messages: Vec<Message> =
-                    system.map(|s| Message::new("system", s)).into_iter().collect();
-                messages.push(Message::new("user", prompt));
-                let token = |id: Option<u32>| {
-                    id.and_then(|i| self.tokenizer.token_text(i)).unwrap_or_default()
-                };
-                let eos = token(self.tokenizer.eos_ids().first().copied());
-                t.apply(&messages, true, &token(self.tokenizer.bos_id()), &eos)?
-            }
-            _ => prompt.to_string(),
-        };
+        if !use_template || self.chat_template.is_none() {
+            return self.tokenizer.encode(prompt, true);
+        }
+        let mut messages: Vec<Message> =
+            system.map(|s| Message::new("system", s)).into_iter().collect();
+        messages.push(Message::new("user", prompt));
+        self.template_tokens(&messages, true)
+    }
+
+    /// The token ids of a conversation through the chat template; `add_generation_prompt`
+    /// appends the header of the assistant's turn. Errors when the model has no template.
+    pub fn template_tokens(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
+        let template = self.chat_template.as_ref().ok_or_else(|| {
+            Error::model(&self.path, "the model has no chat template (tokenizer.chat_template)")
+        })?;
+        let token =
+            |id: Option<u32>| id.and_then(|i| self.tokenizer.token_text(i)).unwrap_or_default();
+        let eos = token(self.tokenizer.eos_ids().first().copied());
+        let text = template.apply(
+            messages,
+            add_generation_prompt,
+            &token(self.tokenizer.bos_id()),
+            &eos,
+        )?;
         self.tokenizer.encode(&text, true)
     }
 }

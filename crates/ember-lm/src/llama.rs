@@ -1,7 +1,9 @@
-//! The Llama architecture (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral), as mlx-lm's
-//! `models/llama.py`: a config, grouped-query [`Attention`] with RoPE, a SwiGLU [`Mlp`],
-//! pre-norm [`Block`]s and the [`Llama`] model with tied or separate output embeddings.
+//! The Llama-style decoder, as mlx-lm's `models/llama.py` and `models/qwen2.py`: a config,
+//! grouped-query [`Attention`] with RoPE (and Qwen2's Q/K/V biases), a SwiGLU [`Mlp`],
+//! pre-norm [`Block`]s and the [`Llama`] model with tied or separate output embeddings. What
+//! differs between the families ([`Arch`]) is data in [`LlamaConfig`].
 
+use crate::arch::Arch;
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
 use crate::weights::WeightSource;
@@ -12,7 +14,7 @@ use ember_core::{Array, Dtype};
 use ember_nn::{Embed, Module, RmsNorm, Rope};
 use std::path::Path;
 
-/// The hyper-parameters of a Llama-family model.
+/// The hyper-parameters of a Llama-family model (any [`Arch`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
     pub hidden_size: usize,
@@ -33,6 +35,8 @@ pub struct LlamaConfig {
     /// Longest sequence the model was trained for.
     pub context_length: usize,
     pub tie_word_embeddings: bool,
+    /// The query, key and value projections add a bias (Qwen2).
+    pub attention_bias: bool,
 }
 
 /// Reads a required unsigned integer from GGUF metadata.
@@ -54,10 +58,20 @@ fn meta_f32(file: &GgufFile, path: &Path, key: &str, default: f32) -> Result<f32
 }
 
 impl LlamaConfig {
-    /// The config of a GGUF file of architecture `llama` (`{arch}.*` metadata keys).
+    /// The config of a GGUF file of a supported architecture (`general.architecture`, whose
+    /// name prefixes the other keys: `qwen2.block_count`).
     pub fn from_gguf(file: &GgufFile, path: &Path) -> Result<LlamaConfig> {
-        let arch = "llama";
-        let key = |k: &str| format!("{arch}.{k}");
+        let name = file.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
+        let arch = Arch::from_name(name).ok_or_else(|| {
+            Error::model(
+                path,
+                format!(
+                    "general.architecture `{name}` is not supported yet (supported: {})",
+                    Arch::supported()
+                ),
+            )
+        })?;
+        let key = |k: &str| format!("{}.{k}", arch.name());
         let hidden_size = meta_usize(file, path, &key("embedding_length"))?;
         let num_heads = meta_usize(file, path, &key("attention.head_count"))?;
         let num_kv_heads = match file.get(&key("attention.head_count_kv")) {
@@ -106,10 +120,11 @@ impl LlamaConfig {
             rms_norm_eps: meta_f32(file, path, &key("attention.layer_norm_rms_epsilon"), 1e-5)?,
             rope_theta: meta_f32(file, path, &key("rope.freq_base"), 10000.0)?,
             rope_dims,
-            rope_traditional: true,
+            rope_traditional: arch.rope_traditional(),
             rope_scale,
             context_length: meta_usize(file, path, &key("context_length"))?,
             tie_word_embeddings: file.tensor_data("output.weight").is_err(),
+            attention_bias: arch.attention_bias(),
         };
         config.validate(path)?;
         Ok(config)
@@ -142,28 +157,66 @@ impl LlamaConfig {
 }
 
 /// Several projections of one input: one fused matrix whose output is split (one product
-/// instead of several), or separate matrices when the weights are not stored so.
+/// instead of several), or separate matrices when the weights are not stored so. Biases, when
+/// present, are added after the product (concatenated into one for the fused matrix).
 enum Projections {
-    Fused { layer: Box<dyn Module>, sizes: Vec<usize> },
-    Separate(Vec<Box<dyn Module>>),
+    Fused { layer: Box<dyn Module>, sizes: Vec<usize>, bias: Option<Array> },
+    Separate(Vec<(Box<dyn Module>, Option<Array>)>),
+}
+
+/// `x + bias`, or `x` without one.
+fn add_bias(x: Array, bias: &Option<Array>) -> Result<Array> {
+    Ok(match bias {
+        Some(b) => ops::add(&x, b)?,
+        None => x,
+    })
 }
 
 impl Projections {
-    /// Matrices `{p}.{name}.weight` of output sizes `sizes`.
-    fn load(w: &dyn WeightSource, p: &str, names: &[&str], sizes: &[usize]) -> Result<Self> {
+    /// Matrices `{p}.{name}.weight` of output sizes `sizes`, with biases `{p}.{name}.bias`
+    /// when `bias`.
+    fn load(
+        w: &dyn WeightSource,
+        p: &str,
+        names: &[&str],
+        sizes: &[usize],
+        bias: bool,
+    ) -> Result<Self> {
+        let biases = names
+            .iter()
+            .zip(sizes)
+            .filter(|_| bias)
+            .map(|(n, &size)| {
+                let name = format!("{p}.{n}.bias");
+                w.expect_shape(&name, &[size])?;
+                w.array(&name)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let names: Vec<String> = names.iter().map(|n| format!("{p}.{n}.weight")).collect();
         Ok(match w.fused_linear(&names)? {
-            Some(layer) => Projections::Fused { layer, sizes: sizes.to_vec() },
-            None => Projections::Separate(
-                names.iter().map(|n| w.linear(n)).collect::<Result<Vec<_>>>()?,
-            ),
+            Some(layer) => {
+                let bias = match biases.len() {
+                    0 => None,
+                    _ => Some(ops::concatenate(&biases.iter().collect::<Vec<_>>(), 0)?),
+                };
+                Projections::Fused { layer, sizes: sizes.to_vec(), bias }
+            }
+            None => {
+                let mut biases = biases.into_iter();
+                Projections::Separate(
+                    names
+                        .iter()
+                        .map(|n| Ok((w.linear(n)?, biases.next())))
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            }
         })
     }
 
     /// Each projection of `x`, in order.
     fn forward(&self, x: &Array) -> Result<Vec<Array>> {
         Ok(match self {
-            Projections::Fused { layer, sizes } => {
+            Projections::Fused { layer, sizes, bias } => {
                 let at: Vec<isize> = sizes
                     .iter()
                     .scan(0, |end, &s| {
@@ -172,11 +225,12 @@ impl Projections {
                     })
                     .take(sizes.len() - 1)
                     .collect();
-                ops::split(&layer.forward(x)?, at, -1)?
+                ops::split(&add_bias(layer.forward(x)?, bias)?, at, -1)?
             }
-            Projections::Separate(layers) => {
-                layers.iter().map(|l| l.forward(x)).collect::<ember_core::Result<Vec<_>>>()?
-            }
+            Projections::Separate(layers) => layers
+                .iter()
+                .map(|(l, b)| add_bias(l.forward(x)?, b))
+                .collect::<Result<Vec<_>>>()?,
         })
     }
 }
@@ -208,7 +262,13 @@ impl Attention {
             w.expect_shape(&format!("{p}.{name}.weight"), &shape)?;
         }
         Ok(Attention {
-            qkv: Projections::load(w, p, &["q_proj", "k_proj", "v_proj"], &[q, kv, kv])?,
+            qkv: Projections::load(
+                w,
+                p,
+                &["q_proj", "k_proj", "v_proj"],
+                &[q, kv, kv],
+                c.attention_bias,
+            )?,
             o_proj: w.linear(&format!("{p}.o_proj.weight"))?,
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
@@ -252,7 +312,7 @@ impl Mlp {
             w.expect_shape(&format!("{p}.{name}.weight"), &shape)?;
         }
         Ok(Mlp {
-            gate_up: Projections::load(w, p, &["gate_proj", "up_proj"], &[i, i])?,
+            gate_up: Projections::load(w, p, &["gate_proj", "up_proj"], &[i, i], false)?,
             down_proj: w.linear(&format!("{p}.down_proj.weight"))?,
         })
     }

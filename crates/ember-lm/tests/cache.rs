@@ -56,3 +56,21 @@ fn bounded_cache_keeps_the_first_four_and_the_latest() {
     assert_eq!(got, want);
     assert_eq!(c.offset(), 29);
 }
+
+#[test]
+fn trimming_rewinds_until_positions_are_evicted() {
+    let mut c = KvCache::new(None);
+    fetched(&mut c, 0, 5);
+    assert!(c.trim_to(2) && c.offset() == 2);
+    // The next positions overwrite the trimmed ones.
+    assert_eq!(fetched(&mut c, 10, 2), vec![0.0, 1.0, 10.0, 11.0]);
+    assert!(!c.trim_to(5), "cannot trim forwards");
+    assert_eq!(c.offset(), 4);
+    // A bounded cache can rewind while it holds every position, not once it has evicted.
+    let mut b = KvCache::new(Some(8));
+    fetched(&mut b, 0, 8);
+    assert!(b.trim_to(6));
+    assert_eq!(fetched(&mut b, 20, 2).len(), 8);
+    fetched(&mut b, 22, 1);
+    assert!(!b.trim_to(3) && b.offset() == 9);
+}

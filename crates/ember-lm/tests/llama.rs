@@ -1,10 +1,11 @@
-//! Llama correctness: cached decoding equals the full pass (as mlx-lm's tests check), logits
-//! and greedy tokens match NumPy references computed from the same GGUF files
-//! (scripts/fixtures/lm.py), and bad input gives clear errors.
+//! Correctness of the Llama-style decoder (architectures llama and qwen2): cached decoding
+//! equals the full pass (as mlx-lm's tests check), logits and greedy tokens match NumPy
+//! references computed from the same GGUF files (scripts/fixtures/lm.py), and bad input gives
+//! clear errors.
 
 mod common;
 
-use common::{fixture_path, tiny_models, Reference};
+use common::{fixture_path, tiny_models, tiny_qwen2, Reference};
 use ember_core::ops::random;
 use ember_core::{Array, Dtype};
 use ember_lm::cache::KvCache;
@@ -29,6 +30,7 @@ fn tiny_config() -> LlamaConfig {
         rope_scale: 1.0,
         context_length: 128,
         tie_word_embeddings: true,
+        attention_bias: false,
     }
 }
 
@@ -60,6 +62,11 @@ fn random_llama(config: LlamaConfig, seed: u64) -> Llama {
         add(format!("{p}.self_attn.q_proj.weight"), &[q, h], s, 0.0);
         add(format!("{p}.self_attn.k_proj.weight"), &[kv, h], s, 0.0);
         add(format!("{p}.self_attn.v_proj.weight"), &[kv, h], s, 0.0);
+        if c.attention_bias {
+            add(format!("{p}.self_attn.q_proj.bias"), &[q], 0.5, 0.0);
+            add(format!("{p}.self_attn.k_proj.bias"), &[kv], 0.5, 0.0);
+            add(format!("{p}.self_attn.v_proj.bias"), &[kv], 0.5, 0.0);
+        }
         add(format!("{p}.self_attn.o_proj.weight"), &[h, q], s, 0.0);
         add(format!("{p}.mlp.gate_proj.weight"), &[c.intermediate_size, h], s, 0.0);
         add(format!("{p}.mlp.up_proj.weight"), &[c.intermediate_size, h], s, 0.0);
@@ -110,6 +117,8 @@ fn cached_decoding_equals_full_sequence() {
     }
     let untied = random_llama(LlamaConfig { tie_word_embeddings: false, ..tiny_config() }, 9);
     check_cached_equals_full(&untied, &ids, None, 1e-4);
+    let biased = random_llama(LlamaConfig { attention_bias: true, ..tiny_config() }, 13);
+    check_cached_equals_full(&biased, &ids, None, 1e-4);
     // A cache whose capacity grows (in steps of 256) while decoding.
     let long: Vec<i32> = (0..300).map(|i| (i * 7 % 50) as i32).collect();
     let model = random_llama(tiny_config(), 11);
@@ -124,7 +133,7 @@ fn cached_decoding_equals_full_sequence() {
 
 #[test]
 fn quantized_gguf_cached_decoding_equals_full_sequence() {
-    for m in tiny_models() {
+    for m in tiny_models().into_iter().chain([tiny_qwen2()]) {
         let loaded = load(&fixture_path(&m.file)).unwrap();
         let ids: Vec<i32> = m.prompt.iter().map(|&t| t as i32).collect();
         check_cached_equals_full(&loaded.model, &ids, None, 1e-4);
@@ -195,6 +204,16 @@ fn check_reference(r: &Reference) {
     );
 }
 
+/// Qwen2: Q/K/V biases (layer 0's projections fused, layer 1's separate) and NeoX RoPE.
+#[test]
+fn tiny_qwen2_logits_and_greedy_tokens_match_numpy() {
+    let r = tiny_qwen2();
+    let config = load(&r.path()).unwrap().model.config().clone();
+    assert!(config.attention_bias && !config.rope_traditional);
+    assert_eq!(config.rms_norm_eps, 1e-6);
+    check_reference(&r);
+}
+
 #[test]
 fn generation_stops_at_max_tokens_and_reports_figures() {
     let m = &tiny_models()[1];
@@ -237,6 +256,7 @@ fn bad_input_gives_clear_errors() {
     std::fs::write(&renamed, &other).unwrap();
     let err = load(&renamed).err().unwrap().to_string();
     assert!(err.contains("architecture `llamb` is not supported"), "{err}");
+    assert!(err.contains("(supported: llama, qwen2)"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 
     let loaded = load(&fixture_path("tiny_llama.gguf")).unwrap();

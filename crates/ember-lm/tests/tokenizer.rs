@@ -23,6 +23,8 @@ fn ids_match_the_reference_tokenizer() {
     for m in tiny_models() {
         check_tokenizer(&m);
     }
+    // Qwen2's pre-tokenizer (single digits, Llama 3's other rules).
+    check_tokenizer(&common::tiny_qwen2());
     check_tokenizer(&common::smollm2());
 }
 

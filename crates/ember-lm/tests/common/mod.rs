@@ -86,9 +86,19 @@ fn token_cases(v: &serde_json::Value) -> Vec<TokenCase> {
         .collect()
 }
 
-/// The two tiny GGUF files and their references.
+/// The two tiny Llama GGUF files and their references.
 pub fn tiny_models() -> Vec<Reference> {
-    let j = json("tiny_llama.json");
+    references("tiny_llama.json")
+}
+
+/// The tiny Qwen2 GGUF file and its reference.
+pub fn tiny_qwen2() -> Reference {
+    references("tiny_qwen2.json").remove(0)
+}
+
+/// The tiny models of a reference file written by scripts/fixtures/lm.py.
+fn references(name: &str) -> Vec<Reference> {
+    let j = json(name);
     j["models"]
         .as_array()
         .unwrap()

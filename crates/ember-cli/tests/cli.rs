@@ -1,0 +1,83 @@
+//! The `ember` binary end to end on the tiny fixture model of ember-lm (context of 64
+//! tokens): chat turns from stdin, stop strings, and clear errors for prompts too long.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn tiny_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../ember-lm/tests/fixtures/tiny_llama_untied.gguf")
+}
+
+/// Runs `ember args...` with `stdin` as its input.
+fn ember(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .arg("--model")
+        .arg(tiny_model())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn chat_answers_turns_from_stdin() {
+    let chat = ember(&["chat", "--max-tokens", "6"], "Hello world\nAnd 42?\nq\nnot read\n");
+    assert!(chat.status.success(), "{}", stderr(&chat));
+    let out = stdout(&chat);
+    assert!(!out.trim().is_empty(), "no reply printed: {out:?}");
+    // The first reply is what `generate` answers to the same message (greedy).
+    let once = ember(&["generate", "--max-tokens", "6", "--prompt", "Hello world"], "");
+    assert!(once.status.success(), "{}", stderr(&once));
+    assert!(out.starts_with(&stdout(&once)), "chat {out:?} vs generate {:?}", stdout(&once));
+    assert!(out.len() > stdout(&once).len(), "no second reply: {out:?}");
+    // End of input quits as `q` does; `r` starts over, so the reply repeats.
+    let reset = ember(&["chat", "--max-tokens", "6"], "Hello world\nr\nHello world\n");
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert_eq!(stdout(&reset), stdout(&once).repeat(2));
+}
+
+#[test]
+fn chat_and_generate_report_prompts_longer_than_the_context() {
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(6);
+    let chat = ember(&["chat", "--max-tokens", "4"], &format!("{long}\nHello world\n"));
+    assert!(chat.status.success(), "{}", stderr(&chat));
+    let err = stderr(&chat);
+    assert!(err.contains("tokens; the model's context is 64"), "{err}");
+    // The long turn was dropped and the next one answered.
+    assert!(!stdout(&chat).trim().is_empty());
+    let gen = ember(&["generate", "--prompt", &long], "");
+    assert!(!gen.status.success());
+    assert!(stderr(&gen).contains("the model's context is 64"), "{}", stderr(&gen));
+}
+
+#[test]
+fn generate_stops_at_a_stop_string_and_checks_its_flags() {
+    let args = ["generate", "--max-tokens", "10", "--ignore-eos", "--prompt", "Hello world"];
+    let free = ember(&args, "");
+    assert!(free.status.success(), "{}", stderr(&free));
+    let text = stdout(&free);
+    let text = text.strip_suffix('\n').unwrap();
+    // Stop at a piece from the middle of the output (three characters long at most).
+    let mid: String = text.chars().skip(text.chars().count() / 2).take(3).collect();
+    let stopped = ember(&[&args[..], &["--stop", &mid]].concat(), "");
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert_eq!(stdout(&stopped), format!("{}\n", &text[..text.find(&mid).unwrap()]));
+    assert!(stderr(&stopped).contains("stopped at a stop string"), "{}", stderr(&stopped));
+    let bad = ember(&[&args[..], &["--repetition-penalty=-2"]].concat(), "");
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("repetition_penalty must be a non-negative number"));
+}
