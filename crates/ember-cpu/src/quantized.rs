@@ -44,20 +44,35 @@ pub enum Layout {
 /// Quantizes `x` (a multiple of 32 values) into `out`, one block per 32 values, rounding to
 /// nearest with the block's absolute maximum mapped to 127.
 pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
+    quantize_q8_groups(x, out, 1);
+}
+
+/// [`quantize_q8`] with one scale shared by each run of `group` blocks (from the run's
+/// absolute maximum).
+fn quantize_q8_groups(x: &[f32], out: &mut [BlockQ8], group: usize) {
     assert_eq!(x.len(), out.len() * BLOCK, "quantize_q8: size mismatch");
-    for (b, v) in out.iter_mut().zip(x.chunks_exact(BLOCK)) {
+    for (bs, v) in out.chunks_mut(group).zip(x.chunks(group * BLOCK)) {
         let amax = v.iter().fold(0f32, |m, &a| m.max(a.abs()));
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, &a) in b.qs.iter_mut().zip(v) {
-            *q = (a * id).round() as i8;
-            sum += *q as i32;
+        for (b, v) in bs.iter_mut().zip(v.chunks_exact(BLOCK)) {
+            let mut sum = 0i32;
+            for (q, &a) in b.qs.iter_mut().zip(v) {
+                *q = (a * id).round() as i8;
+                sum += *q as i32;
+            }
+            b.d = d;
+            b.s = d * sum as f32;
+            b.sum = sum;
         }
-        b.d = d;
-        b.s = d * sum as f32;
-        b.sum = sum;
     }
+}
+
+/// Quantizes activation rows for weights of `ty`: one scale per block of 32, or, for the
+/// 256-value K-quants, one per 256 shared by the eight blocks (llama.cpp's Q8_K), so that
+/// their kernels sum a whole weight block in integers before one scaling.
+pub(crate) fn quantize_activations(ty: GgmlType, x: &[f32], out: &mut [BlockQ8]) {
+    quantize_q8_groups(x, out, ty.block_size().max(BLOCK) / BLOCK);
 }
 
 /// Integer dot of the 16 bytes of 4-bit codes (value `j` low nibble, `j + 16` high) with 32
@@ -183,7 +198,7 @@ pub(crate) mod avx2 {
     /// i32 sums of adjacent groups of four `u * s` byte products, as f32.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
         let p16 = _mm256_maddubs_epi16(u, s);
         _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }
@@ -418,9 +433,11 @@ pub fn matmul(
     }
     let parallel = m * n * k >= 1 << 17;
     if parallel && m > 1 {
-        xq.par_chunks_mut(kb).zip(x.par_chunks(k)).for_each(|(q, v)| quantize_q8(v, q));
+        xq.par_chunks_mut(kb)
+            .zip(x.par_chunks(k))
+            .for_each(|(q, v)| quantize_activations(ty, v, q));
     } else {
-        quantize_q8(x, &mut xq);
+        quantize_activations(ty, x, &mut xq);
     }
     if !parallel {
         // Small products: a trip through the thread pool would cost more than the work.
@@ -522,7 +539,7 @@ pub(crate) mod tests {
                 assert!(dequantize(ty, &w, &mut wf));
                 // The reference uses the same 8-bit activations the kernel sees.
                 let mut xq = vec![BlockQ8::zeroed(); m * k / 32];
-                quantize_q8(&x, &mut xq);
+                quantize_activations(ty, &x, &mut xq);
                 let xr: Vec<f32> = xq.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
                 let mut out = vec![0f32; m * n];
                 matmul(ty, Layout::Rows, &mut out, &x, &w, m, n, k);
