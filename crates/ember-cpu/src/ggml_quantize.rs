@@ -264,8 +264,8 @@ fn q6_k(x: &[f32]) -> BlockQ6K {
     }
     let iscale = -128.0 / max_scale;
     b.d = f16_bytes(1.0 / iscale);
-    for ib in 0..16 {
-        b.scales[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
+    for (ib, scale) in scales.into_iter().enumerate() {
+        b.scales[ib] = nearest_int(iscale * scale).min(127) as i8;
         let d = half(b.d) * b.scales[ib] as f32;
         if d == 0.0 {
             continue;

@@ -105,7 +105,7 @@ impl Primitive for QuantizedOp {
                 }
                 let mut shape = x.shape().to_vec();
                 let k = shape.last_mut().expect("checked 1-d");
-                if *k % ty.block_size() != 0 {
+                if !k.is_multiple_of(ty.block_size()) {
                     bail!(
                         name,
                         "the last dim of x {:?} is not a multiple of the {} values of a {} block",
