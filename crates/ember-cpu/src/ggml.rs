@@ -1,5 +1,7 @@
 //! GGML tensor types: their ids, block sizes and byte sizes (as GGUF files store them), the
-//! block layouts of the simple quantizations, and dequantization of those blocks to f32.
+//! block layouts of the quantizations ember computes with (Q8_0, Q4_0, Q4_1 and the K-quants
+//! Q4_K, Q6_K, laid out as llama.cpp's `ggml-common.h`), and dequantization of those blocks
+//! to f32.
 //!
 //! A quantized row of `n` values is `n / block_size` consecutive blocks. Block fields that
 //! hold an f16 are kept as little-endian bytes so that every block has alignment 1 and can be
@@ -116,21 +118,74 @@ pub struct BlockQ4_1 {
     pub qs: [u8; 16],
 }
 
+/// `Q4_K`: 256 values in eight sub-blocks of 32, value `i` of sub-block `j` being
+/// `d * sc[j] * q - dmin * m[j]` with 6-bit `sc`, `m` packed in `scales` ([`scale_min_k4`]).
+/// Sub-blocks `2c` and `2c + 1` are the low and high nibbles of `qs[32c..32c + 32]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4K {
+    /// Scale of the sub-block scales, f16 little-endian.
+    pub d: [u8; 2],
+    /// Scale of the sub-block minimums, f16 little-endian.
+    pub dmin: [u8; 2],
+    pub scales: [u8; 12],
+    pub qs: [u8; 128],
+}
+
+/// `Q6_K`: 256 values `d * scales[i / 16] * (q - 32)` with 6-bit codes `q`. In each half of
+/// 128 values (`ql` 64 bytes, `qh` 32 bytes), value `32t + l` has low bits from nibble
+/// `t / 2` of `ql[l + 32 (t % 2)]` and high bits `2t..2t + 2` of `qh[l]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ6K {
+    pub ql: [u8; 128],
+    pub qh: [u8; 64],
+    pub scales: [i8; 16],
+    /// Scale, f16 little-endian.
+    pub d: [u8; 2],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
+const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 
-fn half(b: [u8; 2]) -> f32 {
+pub(crate) fn half(b: [u8; 2]) -> f32 {
     f16::from_le_bytes(b).to_f32()
 }
 
-/// Applies `f(block, 32 outputs)` to every block, in parallel for large tensors.
-fn per_block<B: Pod + Sync>(bytes: &[u8], out: &mut [f32], f: impl Fn(&B, &mut [f32]) + Sync) {
+/// The 6-bit scale and minimum of sub-block `j` (0..8) of a Q4_K block: `j < 4` in the low
+/// six bits of bytes `j` and `j + 4`; `j >= 4` in the nibbles of byte `j + 4`, with their top
+/// two bits in the high bits of bytes `j - 4` and `j` (llama.cpp's `get_scale_min_k4`).
+pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// The 6-bit code of value `i` (0..256) of a Q6_K block (unsigned, 0..64).
+pub fn q6k_code(b: &BlockQ6K, i: usize) -> u8 {
+    let (h, v) = (i / 128, i % 128);
+    let (t, l) = (v / 32, v % 32);
+    let low = b.ql[64 * h + l + 32 * (t % 2)] >> (4 * (t / 2)) & 0xF;
+    low | ((b.qh[32 * h + l] >> (2 * t)) & 3) << 4
+}
+
+/// Applies `f(block, block_size outputs)` to every block, in parallel for large tensors.
+fn per_block<B: Pod + Sync>(
+    bytes: &[u8],
+    out: &mut [f32],
+    size: usize,
+    f: impl Fn(&B, &mut [f32]) + Sync,
+) {
     let blocks: &[B] = bytemuck::cast_slice(bytes);
     if out.len() >= PARALLEL_THRESHOLD {
-        out.par_chunks_mut(32).zip(blocks).for_each(|(o, b)| f(b, o));
+        out.par_chunks_mut(size).zip(blocks).for_each(|(o, b)| f(b, o));
     } else {
-        out.chunks_mut(32).zip(blocks).for_each(|(o, b)| f(b, o));
+        out.chunks_mut(size).zip(blocks).for_each(|(o, b)| f(b, o));
     }
 }
 
@@ -141,23 +196,41 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
     if !out.len().is_multiple_of(ty.block_size()) || bytes.len() != blocks * ty.type_size() {
         return false;
     }
+    let size = ty.block_size();
     match ty {
-        GgmlType::Q8_0 => per_block(bytes, out, |b: &BlockQ8_0, o| {
+        GgmlType::Q8_0 => per_block(bytes, out, size, |b: &BlockQ8_0, o| {
             let d = half(b.d);
             o.iter_mut().zip(b.qs).for_each(|(o, q)| *o = d * q as f32);
         }),
-        GgmlType::Q4_0 => per_block(bytes, out, |b: &BlockQ4_0, o| {
+        GgmlType::Q4_0 => per_block(bytes, out, size, |b: &BlockQ4_0, o| {
             let d = half(b.d);
             for (j, &q) in b.qs.iter().enumerate() {
                 o[j] = d * ((q & 0xF) as i32 - 8) as f32;
                 o[j + 16] = d * ((q >> 4) as i32 - 8) as f32;
             }
         }),
-        GgmlType::Q4_1 => per_block(bytes, out, |b: &BlockQ4_1, o| {
+        GgmlType::Q4_1 => per_block(bytes, out, size, |b: &BlockQ4_1, o| {
             let (d, m) = (half(b.d), half(b.m));
             for (j, &q) in b.qs.iter().enumerate() {
                 o[j] = d * (q & 0xF) as f32 + m;
                 o[j + 16] = d * (q >> 4) as f32 + m;
+            }
+        }),
+        GgmlType::Q4_K => per_block(bytes, out, size, |b: &BlockQ4K, o| {
+            let (d, dmin) = (half(b.d), half(b.dmin));
+            for (j, o) in o.chunks_exact_mut(32).enumerate() {
+                let (sc, m) = scale_min_k4(j, &b.scales);
+                let (ds, ms) = (d * sc as f32, dmin * m as f32);
+                let qs = &b.qs[32 * (j / 2)..][..32];
+                let shift = 4 * (j % 2);
+                o.iter_mut().zip(qs).for_each(|(o, q)| *o = ds * (q >> shift & 0xF) as f32 - ms);
+            }
+        }),
+        GgmlType::Q6_K => per_block(bytes, out, size, |b: &BlockQ6K, o| {
+            let d = half(b.d);
+            for (i, o) in o.iter_mut().enumerate() {
+                let q = q6k_code(b, i) as i32 - 32;
+                *o = d * b.scales[i / 16] as f32 * q as f32;
             }
         }),
         _ => return false,
@@ -195,6 +268,6 @@ mod tests {
     fn mismatched_sizes_are_refused() {
         let mut out = [0f32; 32];
         assert!(!dequantize(GgmlType::Q8_0, &[0u8; 33], &mut out));
-        assert!(!dequantize(GgmlType::Q4_K, &[0u8; 144], &mut [0f32; 256]));
+        assert!(!dequantize(GgmlType::Q5_K, &[0u8; 176], &mut [0f32; 256]));
     }
 }

@@ -1,8 +1,10 @@
 //! Quantized matrix products over GGML blocks: `out = x @ W^T` where each row of `W` is a run
-//! of Q8_0, Q4_0 or Q4_1 blocks, computed without dequantizing `W`.
+//! of Q8_0, Q4_0, Q4_1, Q4_K or Q6_K blocks, computed without dequantizing `W` (the K-quant
+//! kernels are in [`crate::quantized_k`]).
 //!
 //! As llama.cpp does, the f32 activations are first quantized to 8 bits per block of 32
-//! ([`BlockQ8`]), so each block's dot product is an integer one, scaled once per block. The
+//! ([`BlockQ8`]), so each block's dot product is an integer one, scaled once per block (a
+//! K-quant block of 256 values meets eight activation blocks). The
 //! integer dot runs on AVX2 (`maddubs`) when the CPU has it, else on a portable loop; both
 //! give the same sums, so results do not depend on the path taken. Matrices may also be in
 //! the packed layout of [`crate::quantized_packed`] (eight rows interleaved), whose kernels
@@ -11,10 +13,11 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use crate::ggml::{dequantize, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
+use crate::ggml::{dequantize, half, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
+use crate::quantized_k as kq;
 use crate::quantized_packed as packed;
 
-/// Values per block, for every type here.
+/// Values per activation block (and per weight block of the 32-value types).
 pub const BLOCK: usize = 32;
 
 /// 32 activations as `d * qs[i]`, with `s = d * sum(qs)` kept for the offset term of Q4_1
@@ -41,24 +44,35 @@ pub enum Layout {
 /// Quantizes `x` (a multiple of 32 values) into `out`, one block per 32 values, rounding to
 /// nearest with the block's absolute maximum mapped to 127.
 pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
+    quantize_q8_groups(x, out, 1);
+}
+
+/// [`quantize_q8`] with one scale shared by each run of `group` blocks (from the run's
+/// absolute maximum).
+fn quantize_q8_groups(x: &[f32], out: &mut [BlockQ8], group: usize) {
     assert_eq!(x.len(), out.len() * BLOCK, "quantize_q8: size mismatch");
-    for (b, v) in out.iter_mut().zip(x.chunks_exact(BLOCK)) {
+    for (bs, v) in out.chunks_mut(group).zip(x.chunks(group * BLOCK)) {
         let amax = v.iter().fold(0f32, |m, &a| m.max(a.abs()));
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, &a) in b.qs.iter_mut().zip(v) {
-            *q = (a * id).round() as i8;
-            sum += *q as i32;
+        for (b, v) in bs.iter_mut().zip(v.chunks_exact(BLOCK)) {
+            let mut sum = 0i32;
+            for (q, &a) in b.qs.iter_mut().zip(v) {
+                *q = (a * id).round() as i8;
+                sum += *q as i32;
+            }
+            b.d = d;
+            b.s = d * sum as f32;
+            b.sum = sum;
         }
-        b.d = d;
-        b.s = d * sum as f32;
-        b.sum = sum;
     }
 }
 
-fn half(b: [u8; 2]) -> f32 {
-    half::f16::from_le_bytes(b).to_f32()
+/// Quantizes activation rows for weights of `ty`: one scale per block of 32, or, for the
+/// 256-value K-quants, one per 256 shared by the eight blocks (llama.cpp's Q8_K), so that
+/// their kernels sum a whole weight block in integers before one scaling.
+pub(crate) fn quantize_activations(ty: GgmlType, x: &[f32], out: &mut [BlockQ8]) {
+    quantize_q8_groups(x, out, ty.block_size().max(BLOCK) / BLOCK);
 }
 
 /// Integer dot of the 16 bytes of 4-bit codes (value `j` low nibble, `j + 16` high) with 32
@@ -105,17 +119,19 @@ pub(crate) type RowsKernel = fn(w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f
 /// Activation rows a kernel takes at once: each weight block is unpacked once for all.
 pub(crate) const ROWS: usize = 4;
 
+/// A portable kernel from a row dot product over weight blocks `B`, each of which meets
+/// `per` activation blocks.
 fn rows_with<B: Pod>(
     w: &[u8],
     x: &[BlockQ8],
-    kb: usize,
+    (kb, per): (usize, usize),
     out: &mut [f32],
     stride: usize,
     dot: fn(&[B], &[BlockQ8]) -> f32,
 ) {
     let w: &[B] = bytemuck::cast_slice(w);
     for (i, xi) in x.chunks_exact(kb).enumerate() {
-        for (j, row) in w.chunks_exact(kb).enumerate() {
+        for (j, row) in w.chunks_exact(kb / per).enumerate() {
             out[i * stride + j] = dot(row, xi);
         }
     }
@@ -123,15 +139,17 @@ fn rows_with<B: Pod>(
 
 pub(crate) fn portable_kernel(ty: GgmlType) -> Option<RowsKernel> {
     Some(match ty {
-        GgmlType::Q8_0 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q8_0),
-        GgmlType::Q4_0 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q4_0),
-        GgmlType::Q4_1 => |w, x, kb, o, s| rows_with(w, x, kb, o, s, dot_q4_1),
+        GgmlType::Q8_0 => |w, x, kb, o, s| rows_with(w, x, (kb, 1), o, s, dot_q8_0),
+        GgmlType::Q4_0 => |w, x, kb, o, s| rows_with(w, x, (kb, 1), o, s, dot_q4_0),
+        GgmlType::Q4_1 => |w, x, kb, o, s| rows_with(w, x, (kb, 1), o, s, dot_q4_1),
+        GgmlType::Q4_K => |w, x, kb, o, s| rows_with(w, x, (kb, 8), o, s, kq::dot_q4_k),
+        GgmlType::Q6_K => |w, x, kb, o, s| rows_with(w, x, (kb, 8), o, s, kq::dot_q6_k),
         _ => return None,
     })
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     //! The same dot products with AVX2: `maddubs` multiplies unsigned by signed bytes and adds
     //! pairs to i16 (at most 2 * 255 * 127, no overflow for 4-bit codes or |q8| <= 127), then
     //! `madd` with ones widens to i32; one f32 FMA per block applies the scales. Up to four
@@ -142,7 +160,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
+    pub(crate) fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -152,7 +170,7 @@ mod avx2 {
     /// Two little-endian f16 values (`lo` then `hi`) as f32, converted by F16C.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn halves(lo: [u8; 2], hi: [u8; 2]) -> (f32, f32) {
+    pub(crate) fn halves(lo: [u8; 2], hi: [u8; 2]) -> (f32, f32) {
         let bits = u32::from_le_bytes([lo[0], lo[1], hi[0], hi[1]]);
         let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
         (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
@@ -172,7 +190,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn load32(bytes: &[i8; 32]) -> __m256i {
+    pub(crate) fn load32(bytes: &[i8; 32]) -> __m256i {
         // SAFETY: `bytes` is 32 readable bytes; loadu has no alignment requirement.
         unsafe { _mm256_loadu_si256(bytes.as_ptr() as *const __m256i) }
     }
@@ -289,6 +307,7 @@ pub(crate) use by_rows;
 
 #[cfg(target_arch = "x86_64")]
 fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
+    use crate::quantized_k::avx2 as avx2_k;
     let has = |f| match f {
         "avx2" => std::arch::is_x86_feature_detected!("avx2"),
         "fma" => std::arch::is_x86_feature_detected!("fma"),
@@ -301,6 +320,8 @@ fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
         GgmlType::Q8_0 => by_rows!(avx2::q8_0, 1),
         GgmlType::Q4_0 => by_rows!(avx2::q4_0, 1),
         GgmlType::Q4_1 => by_rows!(avx2::q4_1, 1),
+        GgmlType::Q4_K => by_rows!(avx2_k::q4_k, 1),
+        GgmlType::Q6_K => by_rows!(avx2_k::q6_k, 1),
         _ => return None,
     })
 }
@@ -336,9 +357,12 @@ pub fn dequantize_rows(
     if layout == Layout::Packed {
         return packed::dequantize_rows(ty, w, k, ids, out);
     }
-    let row_bytes = k / BLOCK * ty.type_size();
+    let row_bytes = k / ty.block_size() * ty.type_size();
     let rows = w.len().checked_div(row_bytes).unwrap_or(0);
-    if !k.is_multiple_of(BLOCK) || out.len() != ids.len() * k || ids.iter().any(|&r| r >= rows) {
+    if !k.is_multiple_of(ty.block_size())
+        || out.len() != ids.len() * k
+        || ids.iter().any(|&r| r >= rows)
+    {
         return false;
     }
     ids.iter()
@@ -372,8 +396,8 @@ pub fn valid_layout(ty: GgmlType, layout: Layout, n: usize) -> bool {
     supports(ty) && (layout == Layout::Rows || packed::can_pack(ty, n))
 }
 
-/// `out (m x n) = x (m x k) @ W^T`, where `w` holds `n` rows of `k / 32` blocks of `ty`,
-/// stored in `layout`.
+/// `out (m x n) = x (m x k) @ W^T`, where `w` holds `n` rows of `k / ty.block_size()` blocks
+/// of `ty`, stored in `layout`.
 ///
 /// Panics when `ty` is not [`supports`]ed, the layout is not [`valid_layout`] or the sizes
 /// disagree (callers validate).
@@ -389,9 +413,9 @@ pub fn matmul(
     k: usize,
 ) {
     let kb = k / BLOCK;
-    let row_bytes = kb * ty.type_size();
+    let row_bytes = k / ty.block_size() * ty.type_size();
     assert!(
-        k.is_multiple_of(BLOCK)
+        k.is_multiple_of(ty.block_size())
             && x.len() == m * k
             && w.len() == n * row_bytes
             && out.len() == m * n,
@@ -409,9 +433,11 @@ pub fn matmul(
     }
     let parallel = m * n * k >= 1 << 17;
     if parallel && m > 1 {
-        xq.par_chunks_mut(kb).zip(x.par_chunks(k)).for_each(|(q, v)| quantize_q8(v, q));
+        xq.par_chunks_mut(kb)
+            .zip(x.par_chunks(k))
+            .for_each(|(q, v)| quantize_activations(ty, v, q));
     } else {
-        quantize_q8(x, &mut xq);
+        quantize_activations(ty, x, &mut xq);
     }
     if !parallel {
         // Small products: a trip through the thread pool would cost more than the work.
@@ -458,11 +484,15 @@ pub(crate) mod tests {
     /// Random blocks of `ty` with sane f16 scales (bytes otherwise random).
     pub(crate) fn random_blocks(ty: GgmlType, blocks: usize, seed: &mut u64) -> Vec<u8> {
         let mut bytes: Vec<u8> = (0..blocks * ty.type_size()).map(|_| lcg(seed) as u8).collect();
-        let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+        let scales: &[usize] = match ty {
+            GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
+            GgmlType::Q6_K => &[208],
+            _ => &[0],
+        };
         for b in bytes.chunks_exact_mut(ty.type_size()) {
-            for s in 0..scales {
+            for &at in scales {
                 let v = half::f16::from_f32((lcg(seed) % 1000) as f32 / 1000.0 - 0.5);
-                b[2 * s..2 * s + 2].copy_from_slice(&v.to_le_bytes());
+                b[at..at + 2].copy_from_slice(&v.to_le_bytes());
             }
         }
         bytes
@@ -488,22 +518,28 @@ pub(crate) mod tests {
 
     /// Both the selected kernel and the portable one equal dequantize-then-dot with the
     /// activations' own 8-bit rounding, for one and several activation rows, in both layouts
-    /// (packed where the row count allows), serially and in parallel.
+    /// (packed where the type and row count allow), serially and in parallel. K-quant rows
+    /// are rounded up to whole 256-value blocks.
     #[test]
     fn matmul_matches_dequantized_product() {
         let mut seed = 7;
         let shapes =
             [(1, 5, 64), (3, 70, 96), (1, 300, 512), (5, 40, 128), (6, 100, 256), (1, 64, 2048)];
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
-            for (m, n, k) in shapes.into_iter().chain([(9, 96, 256), (1, 512, 512)]) {
-                let w = random_blocks(ty, n * k / 32, &mut seed);
+        let types =
+            [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K];
+        for ty in types {
+            for (m, n, k) in
+                shapes.into_iter().chain([(9, 96, 256), (1, 512, 512), (2, 9, 768usize)])
+            {
+                let k = k.next_multiple_of(ty.block_size());
+                let w = random_blocks(ty, n * k / ty.block_size(), &mut seed);
                 let x: Vec<f32> =
                     (0..m * k).map(|_| (lcg(&mut seed) % 2001) as f32 / 1000.0 - 1.0).collect();
                 let mut wf = vec![0f32; n * k];
                 assert!(dequantize(ty, &w, &mut wf));
                 // The reference uses the same 8-bit activations the kernel sees.
                 let mut xq = vec![BlockQ8::zeroed(); m * k / 32];
-                quantize_q8(&x, &mut xq);
+                quantize_activations(ty, &x, &mut xq);
                 let xr: Vec<f32> = xq.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
                 let mut out = vec![0f32; m * n];
                 matmul(ty, Layout::Rows, &mut out, &x, &w, m, n, k);
@@ -512,7 +548,7 @@ pub(crate) mod tests {
                 let mut packed_out = vec![0f32; m * n];
                 let mut wp = w.clone();
                 let is_packed = packed::pack(ty, &mut wp, n);
-                assert_eq!(is_packed, n % 8 == 0);
+                assert_eq!(is_packed, n % 8 == 0 && ty.block_size() == 32);
                 if is_packed {
                     matmul(ty, Layout::Packed, &mut packed_out, &x, &wp, m, n, k);
                 }
@@ -555,8 +591,12 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn only_simple_block_types_are_supported() {
+    fn supported_block_types() {
         assert!(supports(GgmlType::Q4_1) && supports(GgmlType::Q8_0) && supports(GgmlType::Q4_0));
-        assert!(!supports(GgmlType::Q4_K) && !supports(GgmlType::F16));
+        assert!(supports(GgmlType::Q4_K) && supports(GgmlType::Q6_K));
+        assert!(!supports(GgmlType::Q5_K) && !supports(GgmlType::F16));
+        // K-quant matrices stay in the row layout.
+        assert!(!valid_layout(GgmlType::Q4_K, Layout::Packed, 64));
+        assert!(valid_layout(GgmlType::Q6_K, Layout::Rows, 64));
     }
 }

@@ -233,8 +233,7 @@ fn read_arena(
 impl<'a> GgufWeights<'a> {
     /// Reads the quantized tensors of `file` (opened from `path`) into memory.
     pub fn new(file: &'a GgufFile, path: &'a Path) -> Result<GgufWeights<'a>> {
-        let quantized =
-            |ty: GgmlType| matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1);
+        let quantized = ops::quantized::supports;
         let infos: HashMap<&str, &GgufTensorInfo> = file
             .tensor_infos()
             .iter()
@@ -285,12 +284,12 @@ impl<'a> GgufWeights<'a> {
         let ty = self.file.tensor_data(name)?.ggml_type;
         match ty {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(Storage::Dense),
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => Ok(Storage::Blocks(ty)),
+            t if ops::quantized::supports(t) => Ok(Storage::Blocks(t)),
             t => Err(Error::model(
                 self.path,
                 format!(
                     "tensor `{name}` is {}, which ember cannot compute yet (supported: F32, F16, \
-                     BF16, Q8_0, Q4_0, Q4_1)",
+                     BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
                     t.name()
                 ),
             )),

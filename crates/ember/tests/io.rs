@@ -201,7 +201,7 @@ fn gguf_written_by_llama_cpp_writer_parses_metadata() {
 }
 
 #[test]
-fn gguf_tensors_load_plain_and_dequantize_simple_quants() {
+fn gguf_tensors_load_plain_and_dequantize_quants() {
     let f = GgufFile::open(fixture_file("model.gguf")).unwrap();
     for (name, case) in cases("gguf_") {
         let Some(key) = case.get("key").and_then(|k| k.as_str()) else { continue };
@@ -222,9 +222,15 @@ fn gguf_tensors_load_plain_and_dequantize_simple_quants() {
         assert_case(&name, &got, &case);
     }
     assert!(f.tensor("q8_0").unwrap_err().to_string().contains("quantized"));
-    let k = f.dequantize("q4_k").unwrap_err().to_string();
-    assert!(k.contains("Q4_K") && k.contains("not supported"), "{k}");
-    assert_eq!(f.tensor_data("q6_k").unwrap().ggml_type, GgmlType::Q6_K);
+    // K-quant tensors dequantize as the block op does (checked against gguf in kquants.rs).
+    for (key, ty) in [("q4_k", GgmlType::Q4_K), ("q6_k", GgmlType::Q6_K)] {
+        assert_eq!(f.tensor_data(key).unwrap().ggml_type, ty);
+        let got = f.dequantize(key).unwrap();
+        assert_eq!(got.shape(), [2, 256]);
+        let want = ops::dequantize_ggml(&f.raw(key).unwrap(), ty).unwrap();
+        let (got, want) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        assert!(got.iter().zip(&want).all(|(a, b)| a == b || a.is_nan() && b.is_nan()), "{key}");
+    }
     assert!(f.tensor("missing").unwrap_err().to_string().contains("no tensor `missing`"));
     // Dequantizing a plain tensor converts it.
     let f16 = f.dequantize("f16").unwrap();

@@ -5,7 +5,7 @@
 //! first, ggml type, offset), then the tensor data from the first multiple of
 //! `general.alignment` (default 32) after the infos. Shapes here are row-major (NumPy order:
 //! ggml dims reversed). Plain-typed tensors load as arrays sharing the mapped file; quantized
-//! ones are reachable as raw blocks, and Q8_0/Q4_0/Q4_1 dequantize to f32.
+//! ones are reachable as raw blocks, and Q8_0/Q4_0/Q4_1/Q4_K/Q6_K dequantize to f32.
 
 use super::{byte_len, map_file, mapped_array};
 use crate::array::{new_output, Array};
@@ -553,8 +553,8 @@ impl GgufFile {
         mapped_array(&self.map, t.bytes, shape, Dtype::Uint8)
     }
 
-    /// A tensor as float32: plain float types are converted, Q8_0, Q4_0 and Q4_1 blocks
-    /// dequantized; other quantizations are an error for now.
+    /// A tensor as float32: plain float types are converted, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K
+    /// blocks dequantized; other quantizations are an error for now.
     pub fn dequantize(&self, name: &str) -> Result<Array> {
         let t = self.tensor_data(name)?;
         if !t.ggml_type.is_quantized() {
@@ -567,7 +567,8 @@ impl GgufFile {
                 Err(Error::file(
                     &self.path,
                     format!(
-                        "tensor `{name}`: dequantizing {} is not supported yet",
+                        "tensor `{name}`: dequantizing {} is not supported yet (Q8_0, Q4_0, \
+                         Q4_1, Q4_K, Q6_K are)",
                         t.ggml_type.name()
                     ),
                 ))

@@ -36,7 +36,8 @@ pub use index::{
 pub use fast::softmax;
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
 pub use quantized::{
-    dequantize_ggml, dequantize_rows_ggml, quantized_matmul_ggml, quantized_matmul_ggml_layout,
+    dequantize_ggml, dequantize_rows_ggml, quantize_ggml, quantized_matmul_ggml,
+    quantized_matmul_ggml_layout,
 };
 pub use sort::{argpartition, argsort, partition, sort, topk};
 pub use reduce::{

@@ -1,7 +1,8 @@
-//! Quantized weights: products and dequantization over GGML blocks (Q8_0, Q4_0, Q4_1), the
-//! formats GGUF files store. A quantized matrix is a uint8 array of shape `(rows, bytes per
-//! row)` holding whole blocks, as `GgufFile::raw` returns it, so weights stay in the mapped
-//! file and are never expanded to float as a whole. A matrix may also be in the packed layout
+//! Quantized weights: products, dequantization and quantization over GGML blocks (Q8_0,
+//! Q4_0, Q4_1 of 32 values, the K-quants Q4_K, Q6_K of 256), the formats GGUF files store. A
+//! quantized matrix is a uint8 array of shape `(rows, bytes per row)` holding whole blocks, as
+//! `GgufFile::raw` returns it, so weights stay in the mapped file and are never expanded to
+//! float as a whole. A Q8_0, Q4_0 or Q4_1 matrix may also be in the packed layout
 //! ([`GgmlLayout::Packed`]: eight rows interleaved, for the AVX-512 VNNI kernels), which
 //! loaders produce with [`pack_ggml_in_place`] or, while reading, [`pack_ggml_groups`].
 
@@ -13,7 +14,7 @@ use crate::io::gguf::GgmlType;
 use crate::op::{Op, OutSpec, Primitive};
 use crate::{bail, Result};
 
-pub use ember_cpu::quantized::{valid_layout, Layout as GgmlLayout};
+pub use ember_cpu::quantized::{supports, valid_layout, Layout as GgmlLayout};
 pub use ember_cpu::quantized_packed::{
     pack as pack_ggml_in_place, pack_groups as pack_ggml_groups, packed_is_fast,
     LANES as PACK_LANES,
@@ -22,11 +23,14 @@ pub use ember_cpu::quantized_packed::{
 /// Quantized primitives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum QuantizedOp {
-    /// Inputs `[x (..., k) float32, w (n, k / 32 * block bytes) uint8]`: `x @ dequantize(w)^T`.
+    /// Inputs `[x (..., k) float32, w (n, k / block values * block bytes) uint8]`:
+    /// `x @ dequantize(w)^T`.
     GgmlMatmul { ty: GgmlType, layout: GgmlLayout },
     /// Input `w (..., bytes) uint8` (row layout): float32 values
-    /// `(..., bytes / block bytes * 32)`.
+    /// `(..., bytes / block bytes * block values)`.
     GgmlDequantize { ty: GgmlType },
+    /// Input `x (..., k) float32`: its blocks, uint8 `(..., k / block values * block bytes)`.
+    GgmlQuantize { ty: GgmlType },
     /// Inputs `[w (n, bytes) uint8, ids (integer)]`: rows `ids` of `w` as float32,
     /// `ids.shape + [values per row]`.
     GgmlRows { ty: GgmlType, layout: GgmlLayout },
@@ -38,6 +42,7 @@ impl Primitive for QuantizedOp {
             QuantizedOp::GgmlMatmul { .. } => "quantized_matmul",
             QuantizedOp::GgmlDequantize { .. } => "dequantize",
             QuantizedOp::GgmlRows { .. } => "dequantize_rows",
+            QuantizedOp::GgmlQuantize { .. } => "quantize",
         }
     }
 
@@ -85,9 +90,39 @@ impl Primitive for QuantizedOp {
                 shape.push(k);
                 Ok(vec![(shape, Dtype::Float32)])
             }
+            QuantizedOp::GgmlQuantize { ty } => {
+                let x = inputs[0];
+                if !ember_cpu::ggml_quantize::can_quantize(*ty) {
+                    bail!(name, "cannot write {} blocks ({} can)", ty.name(), QUANTIZABLE);
+                }
+                if x.dtype() != Dtype::Float32 || x.ndim() == 0 {
+                    bail!(
+                        name,
+                        "x must be a float32 array of 1 or more dims, got {} {:?}",
+                        x.dtype(),
+                        x.shape()
+                    );
+                }
+                let mut shape = x.shape().to_vec();
+                let k = shape.last_mut().expect("checked 1-d");
+                if !k.is_multiple_of(ty.block_size()) {
+                    bail!(
+                        name,
+                        "the last dim of x {:?} is not a multiple of the {} values of a {} block",
+                        x.shape(),
+                        ty.block_size(),
+                        ty.name()
+                    );
+                }
+                *k = *k / ty.block_size() * ty.type_size();
+                Ok(vec![(shape, Dtype::Uint8)])
+            }
         }
     }
 }
+
+/// The block types the ops compute with (all of them for every op).
+const QUANTIZABLE: &str = "Q8_0, Q4_0, Q4_1, Q4_K, Q6_K";
 
 /// Checks that a 2-d `w` can be in `layout` (packed matrices have whole groups of rows).
 fn check_layout(op: &'static str, ty: GgmlType, layout: GgmlLayout, w: &Array) -> Result<()> {
@@ -101,7 +136,7 @@ fn check_layout(op: &'static str, ty: GgmlType, layout: GgmlLayout, w: &Array) -
 /// Checks that `w` is uint8 rows of whole `ty` blocks; returns the values per row.
 fn check_blocks(op: &'static str, ty: GgmlType, w: &Array) -> Result<usize> {
     if !ember_cpu::quantized::supports(ty) {
-        bail!(op, "weights of type {} are not supported (Q8_0, Q4_0, Q4_1 are)", ty.name());
+        bail!(op, "weights of type {} are not supported ({} are)", ty.name(), QUANTIZABLE);
     }
     if w.dtype() != Dtype::Uint8 || w.ndim() == 0 {
         bail!(op, "weight must be a uint8 array of blocks, got {} {:?}", w.dtype(), w.shape());
@@ -158,4 +193,16 @@ pub fn dequantize_rows_ggml(
 pub fn dequantize_ggml(w: &Array, ty: GgmlType) -> Result<Array> {
     let flat = if w.ndim() == 0 { reshape_to(w, &[1])? } else { w.clone() };
     Array::from_op(Op::Quantized(QuantizedOp::GgmlDequantize { ty }), vec![flat])
+}
+
+/// The GGML blocks of `ty` for the values of `x` (any float dtype, computed in float32; the
+/// last dim a multiple of the block's values), as uint8 of shape `(..., bytes per row)`:
+/// what [`dequantize_ggml`] and [`quantized_matmul_ggml`] take. The blocks are those of
+/// llama.cpp's reference quantizers (`quantize_row_*_ref`, no importance matrix).
+pub fn quantize_ggml(x: &Array, ty: GgmlType) -> Result<Array> {
+    if !x.dtype().is_float() {
+        bail!("quantize", "x must have a floating dtype, got {}", x.dtype());
+    }
+    let x = astype(x, Dtype::Float32)?;
+    Array::from_op(Op::Quantized(QuantizedOp::GgmlQuantize { ty }), vec![x])
 }

@@ -1,5 +1,6 @@
 //! Quantized ops on the CPU: GGML block products and row lookups through
-//! `ember_cpu::quantized`, and dequantization through `ember_cpu::ggml`.
+//! `ember_cpu::quantized`, dequantization through `ember_cpu::ggml` and quantization through
+//! `ember_cpu::ggml_quantize`.
 
 use super::dispatch_int;
 use super::layout::to_contiguous;
@@ -52,6 +53,16 @@ pub fn eval(
                 let ws = &w.elements::<u8>()[w.offset..][..w.size()];
                 if !ember_cpu::quantized::dequantize_rows(*ty, *layout, ws, k, &ids, out) {
                     bail!("dequantize_rows", "cannot dequantize {} rows", ty.name());
+                }
+                Ok(())
+            })?
+        }
+        QuantizedOp::GgmlQuantize { ty } => {
+            let x = to_contiguous(&inputs[0])?;
+            new_output::<u8>(shape, |out| {
+                let xs = &x.elements::<f32>()[x.offset..][..x.size()];
+                if !ember_cpu::ggml_quantize::quantize(*ty, xs, out) {
+                    bail!("quantize", "cannot write {} blocks", ty.name());
                 }
                 Ok(())
             })?

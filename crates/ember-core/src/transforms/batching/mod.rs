@@ -104,7 +104,7 @@ fn example_shape((x, ax): &Batched) -> Vec<usize> {
 fn quantized(op: &QuantizedOp, inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
     match op {
         // Both act on the last axis of their first input: a leading batch axis is more rows.
-        QuantizedOp::GgmlDequantize { .. } => {
+        QuantizedOp::GgmlDequantize { .. } | QuantizedOp::GgmlQuantize { .. } => {
             first_batched(Op::Quantized(op.clone()), inputs, size)
         }
         QuantizedOp::GgmlMatmul { .. } if inputs[1].1.is_none() => {

@@ -55,5 +55,8 @@ fn dequantized(w: &Array, ty: GgmlType, layout: GgmlLayout) -> Result<Array> {
 }
 
 fn no_weight_gradient<T>(op: &QuantizedOp) -> Result<T> {
+    if let QuantizedOp::GgmlQuantize { .. } = op {
+        bail!("quantize", "no gradient through quantization to integer blocks");
+    }
     bail!(crate::op::Primitive::name(op), "no gradient with respect to the quantized weights")
 }
