@@ -193,24 +193,16 @@ pub(super) fn pairs(buf: &mut Vec<Line>, n: usize) -> &mut [u32] {
     &mut bytemuck::cast_slice_mut(&mut buf[..lines])[..n]
 }
 
-/// B as `NR`-wide panels over all of k (`pack_pairs(.., b.t(), 0..n, 0..k, NR)`), packed
-/// once and shared by the threads that multiply different rows of A by it.
-#[derive(Clone, Copy)]
-pub(super) struct PackedB<'a>(pub(super) &'a [u32]);
-
 /// Computes the block `rows x cols` of `out = a @ b` (inner dimension `k > 0`), where `out`
-/// is row-major with row stride `ld`. B is packed here, unless `packed_b` holds it already.
+/// is row-major with row stride `ld`.
 ///
 /// # Safety
 /// `available()` is true; `out` addresses a row-major matrix with row stride `ld` that
 /// contains the block, and nothing else reads or writes the block during the call; `a` has at
-/// least `rows.end` rows and `k` columns, `b` has `k` rows and at least `cols.end` columns;
-/// `packed_b`, if any, holds B packed as [`PackedB`] says, for at least `cols.end` columns.
-#[allow(clippy::too_many_arguments)]
+/// least `rows.end` rows and `k` columns, `b` has `k` rows and at least `cols.end` columns.
 pub(super) unsafe fn block(
     a: Bits,
     b: Bits,
-    packed_b: Option<PackedB>,
     k: usize,
     rows: Range<usize>,
     cols: Range<usize>,
@@ -219,7 +211,7 @@ pub(super) unsafe fn block(
 ) {
     with_scratch(|s| {
         // SAFETY: forwarded from this function's contract.
-        unsafe { block_in(s, a, b, packed_b, k, rows, cols, out, ld) }
+        unsafe { block_in(s, a, b, k, rows, cols, out, ld) }
     })
 }
 
@@ -230,7 +222,6 @@ unsafe fn block_in(
     s: &mut Scratch,
     a: Bits,
     b: Bits,
-    packed_b: Option<PackedB>,
     k: usize,
     rows: Range<usize>,
     cols: Range<usize>,
@@ -255,14 +246,8 @@ unsafe fn block_in(
     };
     for jc in cols.clone().step_by(nc) {
         let jcols = jc..(jc + nc).min(cols.end);
-        let bp: &[u32] = match packed_b {
-            Some(PackedB(all)) => &all[jc / NR * NR * kp_all..],
-            None => {
-                let bp = pairs(bbuf, jcols.len().div_ceil(NR) * NR * kp_all);
-                pack_pairs(bp, b.t(), jcols.clone(), 0..k, NR);
-                bp
-            }
-        };
+        let bp = pairs(bbuf, jcols.len().div_ceil(NR) * NR * kp_all);
+        pack_pairs(bp, b.t(), jcols.clone(), 0..k, NR);
         for ic in rows.clone().step_by(MC) {
             let irows = ic..(ic + MC).min(rows.end);
             for pc in (0..k).step_by(KC) {

@@ -15,8 +15,6 @@ mod skinny;
 
 use crate::matmul::{Gemm, MatRef};
 use half::bf16;
-#[cfg(target_arch = "x86_64")]
-use std::ops::Range;
 
 /// A matrix product's output: `m x n`, row-major, contiguous.
 enum Out<'a> {
@@ -134,63 +132,18 @@ fn packed(out: Out, a: MatRef<bf16>, b: MatRef<bf16>, m: usize, n: usize, k: usi
     let threads = rayon::current_num_threads();
     let parts = if m * n * k >= PARALLEL_WORK { threads } else { 1 };
     let (mt, nt) = (m.div_ceil(MR), n.div_ceil(NR));
-    if nt >= mt {
+    let blocks: Vec<_> = if nt >= mt {
         let step = nt.div_ceil(parts) * NR;
-        let blocks: Vec<_> = (0..n).step_by(step).map(|j| (0..m, j..(j + step).min(n))).collect();
-        return run_blocks(&blocks, a, b, None, k, ptr, n);
-    }
-    let step = mt.div_ceil(parts) * MR;
-    let blocks: Vec<_> = (0..m).step_by(step).map(|i| (i..(i + step).min(m), 0..n)).collect();
-    // Every block multiplies all of B: pack it once, each thread a share of its panels, rather
-    // than once per block. The buffer is the calling thread's, kept for the next call; a
-    // nested call on this thread (rayon may start one while this one waits) packs per block.
-    let shared = blocks.len() > 1
-        && k * n <= SHARED_B
-        && SHARED_B_BUF.with(|buf| {
-            let Ok(mut buf) = buf.try_borrow_mut() else { return false };
-            let kp = k.div_ceil(2);
-            let per_part = nt.div_ceil(parts) * NR;
-            let packed = kernel::pairs(&mut buf, nt * NR * kp);
-            packed.par_chunks_mut(per_part * kp).zip(0..parts).for_each(|(dst, p)| {
-                let cols = p * per_part..((p + 1) * per_part).min(n);
-                // SAFETY: `available()` held in `matmul`.
-                unsafe { pack::pack_pairs(dst, b.t(), cols, 0..k, NR) }
-            });
-            run_blocks(&blocks, a, b, Some(kernel::PackedB(packed)), k, ptr, n);
-            true
-        });
-    if !shared {
-        run_blocks(&blocks, a, b, None, k, ptr, n)
-    }
-}
-
-/// Most bf16 values of B packed once and shared by all threads (k x n): 16 MiB.
-#[cfg(target_arch = "x86_64")]
-const SHARED_B: usize = 8 << 20;
-
-#[cfg(target_arch = "x86_64")]
-thread_local! {
-    static SHARED_B_BUF: std::cell::RefCell<Vec<kernel::Line>> = Default::default();
-}
-
-/// Multiplies the disjoint output blocks `(rows, cols)` in parallel, one per rayon task.
-#[cfg(target_arch = "x86_64")]
-fn run_blocks(
-    blocks: &[(Range<usize>, Range<usize>)],
-    a: pack::Bits,
-    b: pack::Bits,
-    packed_b: Option<kernel::PackedB>,
-    k: usize,
-    ptr: OutPtr,
-    ld: usize,
-) {
-    use rayon::prelude::*;
-    blocks.par_iter().for_each(|(rows, cols)| {
+        (0..n).step_by(step).map(|j| (0..m, j..(j + step).min(n))).collect()
+    } else {
+        let step = mt.div_ceil(parts) * MR;
+        (0..m).step_by(step).map(|i| (i..(i + step).min(m), 0..n)).collect()
+    };
+    blocks.into_par_iter().for_each(|(rows, cols)| {
         // SAFETY: `available()` held in `matmul`; `out` holds m*n elements (checked there) and
         // outlives this call; the blocks are disjoint, so each is written by one thread only;
-        // `check` proved a is m x k and b is k x n inside their slices; `packed_b` is all of
-        // B packed.
-        unsafe { kernel::block(a, b, packed_b, k, rows.clone(), cols.clone(), ptr, ld) }
+        // `check` proved a is m x k and b is k x n inside their slices.
+        unsafe { kernel::block(a, b, k, rows, cols, ptr, n) }
     });
 }
 

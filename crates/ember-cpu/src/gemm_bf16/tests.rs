@@ -209,27 +209,6 @@ fn large_blocked_and_parallel_products() {
 }
 
 #[test]
-fn tall_products_share_one_packed_b_across_any_thread_count() {
-    use Layout::{ColMajor as C, RowMajor as R};
-    // Split by rows, B packed once in shares of its panels (one, two or three threads; with
-    // 3 panels of B and 2 threads the shares are uneven); with the caller's shared buffer in
-    // use (a nested call), B is packed per block instead.
-    for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| check(Path::Public, 400, 70, 300, R, C));
-        pool.install(|| check(Path::Public, 333, 65, 129, C, R));
-        // The calling thread's buffer already in use (as in a nested call).
-        #[cfg(target_arch = "x86_64")]
-        pool.install(|| {
-            super::SHARED_B_BUF.with(|buf| {
-                let _in_use = buf.borrow_mut();
-                check(Path::Public, 400, 70, 300, R, R)
-            })
-        });
-    }
-}
-
-#[test]
 fn empty_dims() {
     let a = values(12, 1);
     let mut out = vec![bf16::NAN; 12];
