@@ -1,4 +1,5 @@
-//! Flags shared by the subcommands: which model, and how to sample (mlx-lm's names).
+//! Flags shared by the subcommands: which model, the system message and KV cache bound, and
+//! how to sample (mlx-lm's names).
 
 use clap::Args;
 use ember_lm::default_model::default_model;
@@ -27,6 +28,17 @@ impl ModelArgs {
             None => default_model(&mut |msg| eprintln!("{msg}")),
         }
     }
+}
+
+/// The conversation's frame: a system message and a bound on the KV cache.
+#[derive(Args)]
+pub struct ContextArgs {
+    /// A system message for the chat template.
+    #[arg(long)]
+    pub system_prompt: Option<String>,
+    /// Bound the KV cache to this many positions (a rotating cache).
+    #[arg(long)]
+    pub max_kv_size: Option<usize>,
 }
 
 #[derive(Args)]

@@ -2,7 +2,7 @@
 //! turn; `q` (or the end of input) quits and `r` starts over. The KV cache is kept across
 //! turns, so each turn runs only its new tokens.
 
-use crate::args::{ModelArgs, SamplingArgs};
+use crate::args::{ContextArgs, ModelArgs, SamplingArgs};
 use clap::Args;
 use ember_lm::conversation::Conversation;
 use ember_lm::load;
@@ -17,19 +17,16 @@ pub struct ChatArgs {
     max_tokens: usize,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// A system message opening the conversation.
-    #[arg(long)]
-    system_prompt: Option<String>,
-    /// Bound the KV cache to this many positions (a rotating cache).
-    #[arg(long)]
-    max_kv_size: Option<usize>,
+    #[command(flatten)]
+    context: ContextArgs,
 }
 
 pub fn chat(args: ChatArgs) -> Result<(), Box<dyn std::error::Error>> {
     let path = args.model.path()?;
     let m = load(&path)?;
     let config = args.sampling.config(args.max_tokens);
-    let mut conversation = Conversation::new(&m, args.system_prompt.as_deref(), args.max_kv_size)?;
+    let mut conversation =
+        Conversation::new(&m, args.context.system_prompt.as_deref(), args.context.max_kv_size)?;
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         eprintln!("Chatting with {}: enter `q` to quit, `r` to start over.", path.display());

@@ -1,7 +1,7 @@
 //! `ember generate`: one prompt, the reply streamed to stdout and the speed figures to
 //! stderr, as mlx_lm.generate.
 
-use crate::args::{unescape, ModelArgs, SamplingArgs};
+use crate::args::{unescape, ContextArgs, ModelArgs, SamplingArgs};
 use clap::Args;
 use ember_lm::generate::{Finish, GenerateConfig};
 use ember_lm::{load, stream_generate};
@@ -20,15 +20,11 @@ pub struct GenerateArgs {
     max_tokens: usize,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// A system message for the chat template.
-    #[arg(long)]
-    system_prompt: Option<String>,
+    #[command(flatten)]
+    context: ContextArgs,
     /// Pass the prompt to the model as it is, without the chat template.
     #[arg(long)]
     ignore_chat_template: bool,
-    /// Bound the KV cache to this many positions (a rotating cache).
-    #[arg(long)]
-    max_kv_size: Option<usize>,
     /// Generate exactly --max-tokens, past end-of-sequence tokens (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
@@ -54,10 +50,13 @@ pub fn generate(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let m = load(&path)?;
     let load_time = start.elapsed().as_secs_f64();
-    let tokens =
-        m.prompt_tokens(&prompt, args.system_prompt.as_deref(), !args.ignore_chat_template)?;
+    let tokens = m.prompt_tokens(
+        &prompt,
+        args.context.system_prompt.as_deref(),
+        !args.ignore_chat_template,
+    )?;
     let config = GenerateConfig {
-        max_kv_size: args.max_kv_size,
+        max_kv_size: args.context.max_kv_size,
         ignore_eos: args.ignore_eos,
         ..args.sampling.config(args.max_tokens)
     };
