@@ -203,15 +203,19 @@ pub(crate) mod avx2 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }
 
-    /// Generates a kernel over tiles of `R` activation rows by `C` weight rows: `R * C`
-    /// independent accumulators hide the latency of each block's FMA and offset sum. `$prep`
-    /// turns a weight block into (codes, scale `d`, offset coefficient `m`); `$codes` gives the
-    /// (u8, i8) byte operands whose products sum to the integer dot with activations `$xq`.
-    /// A result is `sum_b d * d_x * dot + m * s_x`.
+    /// Generates a kernel over tiles of `R` activation rows by `C` weight rows of `$block`s,
+    /// each weight block meeting `$per` activation blocks: `R * C` independent accumulators
+    /// hide the latency of each block's FMAs. `$body` adds weight block `$blk` into `$acc[r]`
+    /// (vector sums) and `$off[r]` (scalar sums) for each activation row `r`, whose activation
+    /// blocks facing it are `$xs[r]`; a result is `hsum(acc) + off`. Also used by the K-quant
+    /// kernels (`quantized_k`).
     macro_rules! tile_kernel {
-        ($name:ident, $block:ty, |$blk:ident| $prep:expr, |$wv:ident, $xq:ident| $codes:expr) => {
+        (
+            $name:ident, $block:ty, $per:expr,
+            |$blk:ident, $xs:ident, $acc:ident, $off:ident| $body:block
+        ) => {
             #[target_feature(enable = "avx2,fma,f16c")]
-            pub(super) fn $name<const R: usize, const C: usize>(
+            pub(crate) fn $name<const R: usize, const C: usize>(
                 w: &[u8],
                 x: &[BlockQ8],
                 kb: usize,
@@ -219,49 +223,65 @@ pub(crate) mod avx2 {
                 stride: usize,
             ) {
                 let blocks: &[$block] = bytemuck::cast_slice(w);
-                let rows = blocks.len() / kb;
+                let nb = kb / $per;
+                let rows = blocks.len() / nb;
                 let mut j = 0;
                 while j + C <= rows {
-                    let mut acc = [[_mm256_setzero_ps(); C]; R];
-                    let mut offset = [[0f32; C]; R];
-                    for b in 0..kb {
+                    let mut acc = [[_mm256_setzero_ps(); R]; C];
+                    let mut off = [[0f32; R]; C];
+                    for b in 0..nb {
+                        let $xs: [&[BlockQ8]; R] =
+                            std::array::from_fn(|r| &x[r * kb + $per * b..][..$per]);
                         for c in 0..C {
-                            let $blk = &blocks[(j + c) * kb + b];
-                            let ($wv, d, m): (__m256i, f32, f32) = $prep;
-                            for r in 0..R {
-                                let xb = &x[r * kb + b];
-                                let $xq = load32(&xb.qs);
-                                let (u, s) = $codes;
-                                let p = dot_u8_i8(u, s);
-                                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), p, acc[r][c]);
-                                offset[r][c] += m * xb.s;
-                            }
+                            let $blk = &blocks[(j + c) * nb + b];
+                            let ($acc, $off) = (&mut acc[c], &mut off[c]);
+                            $body
                         }
                     }
                     for r in 0..R {
                         for c in 0..C {
-                            out[r * stride + j + c] = hsum(acc[r][c]) + offset[r][c];
+                            out[r * stride + j + c] = hsum(acc[c][r]) + off[c][r];
                         }
                     }
                     j += C;
                 }
                 if j < rows {
-                    let tail = &w[j * kb * std::mem::size_of::<$block>()..];
+                    let tail = &w[j * nb * std::mem::size_of::<$block>()..];
                     $name::<R, 1>(tail, x, kb, &mut out[j..], stride);
                 }
             }
         };
     }
+    pub(crate) use tile_kernel;
+
+    /// A [`tile_kernel`] for a 32-value type: `$prep` turns a weight block into (codes, scale
+    /// `d`, offset coefficient `m`); `$codes` gives the (u8, i8) byte operands whose products
+    /// sum to the integer dot with activations `$xq`. A result is `sum_b d * d_x * dot + m *
+    /// s_x`.
+    macro_rules! block32_kernel {
+        ($name:ident, $block:ty, |$blk:ident| $prep:expr, |$wv:ident, $xq:ident| $codes:expr) => {
+            tile_kernel!($name, $block, 1, |$blk, xs, acc, off| {
+                let ($wv, d, m): (__m256i, f32, f32) = $prep;
+                for r in 0..R {
+                    let xb = &xs[r][0];
+                    let $xq = load32(&xb.qs);
+                    let (u, s) = $codes;
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), dot_u8_i8(u, s), acc[r]);
+                    off[r] += m * xb.s;
+                }
+            });
+        };
+    }
 
     // Q8_0: |w| times x with w's sign is a u8 x i8 product equal to w * x.
-    tile_kernel!(
+    block32_kernel!(
         q8_0,
         BlockQ8_0,
         |blk| (load32(&blk.qs), halves(blk.d, [0, 0]).0, 0.0),
         |wv, xq| (_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xq, wv))
     );
     // Q4_0: d (q - 8) x = d q x - 8 d x, the second term from the activations' sums.
-    tile_kernel!(
+    block32_kernel!(
         q4_0,
         BlockQ4_0,
         |blk| {
@@ -271,7 +291,7 @@ pub(crate) mod avx2 {
         |wv, xq| (wv, xq)
     );
     // Q4_1: (d q + m) x = d q x + m x.
-    tile_kernel!(
+    block32_kernel!(
         q4_1,
         BlockQ4_1,
         |blk| {

@@ -71,7 +71,7 @@ pub(crate) mod avx2 {
     //! They rely on the eight activation blocks of a weight block sharing one scale.
     use super::scales_mins;
     use crate::ggml::{BlockQ4K, BlockQ6K};
-    use crate::quantized::avx2::{halves, hsum, load32};
+    use crate::quantized::avx2::{halves, hsum, load32, tile_kernel};
     use crate::quantized::BlockQ8;
     use std::arch::x86_64::*;
 
@@ -84,55 +84,11 @@ pub(crate) mod avx2 {
         unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
     }
 
-    /// Generates a kernel over tiles of `R` activation rows by `C` weight rows of `$block`s.
-    /// `$body` adds one weight block `$blk` into `$acc[r]` (vector sums) and `$off[r]` (scalar
-    /// sums) for each activation row `r`, whose eight activation blocks are `$xs[r]`.
-    macro_rules! k_tile_kernel {
-        ($name:ident, $block:ty, |$blk:ident, $xs:ident, $acc:ident, $off:ident| $body:block) => {
-            #[target_feature(enable = "avx2,fma,f16c")]
-            pub(crate) fn $name<const R: usize, const C: usize>(
-                w: &[u8],
-                x: &[BlockQ8],
-                kb: usize,
-                out: &mut [f32],
-                stride: usize,
-            ) {
-                let blocks: &[$block] = bytemuck::cast_slice(w);
-                let nb = kb / 8;
-                let rows = blocks.len() / nb;
-                let mut j = 0;
-                while j + C <= rows {
-                    let mut acc = [[_mm256_setzero_ps(); R]; C];
-                    let mut off = [[0f32; R]; C];
-                    for b in 0..nb {
-                        let $xs: [&[BlockQ8]; R] =
-                            std::array::from_fn(|r| &x[r * kb + 8 * b..][..8]);
-                        for c in 0..C {
-                            let $blk = &blocks[(j + c) * nb + b];
-                            let ($acc, $off) = (&mut acc[c], &mut off[c]);
-                            $body
-                        }
-                    }
-                    for r in 0..R {
-                        for c in 0..C {
-                            out[r * stride + j + c] = hsum(acc[c][r]) + off[c][r];
-                        }
-                    }
-                    j += C;
-                }
-                if j < rows {
-                    let tail = &w[j * nb * std::mem::size_of::<$block>()..];
-                    $name::<R, 1>(tail, x, kb, &mut out[j..], stride);
-                }
-            }
-        };
-    }
-
     // Q4_K: the low and high nibbles of each 32 bytes are two sub-blocks. `maddubs` sums
     // code * activation pairs (|.| <= 2 * 15 * 127), `madd` with the 6-bit scale sums pairs to
     // i32: at most 8 * 2 * 3810 * 63 over a block, no overflow. The minimums meet the
     // activations' integer sums.
-    k_tile_kernel!(q4_k, BlockQ4K, |blk, xs, acc, off| {
+    tile_kernel!(q4_k, BlockQ4K, 8, |blk, xs, acc, off| {
         let m4 = _mm256_set1_epi8(0xF);
         let (d, dmin) = halves(blk.d, blk.dmin);
         let (sc, mn) = scales_mins(&blk.scales);
@@ -161,7 +117,7 @@ pub(crate) mod avx2 {
     // - maddubs(32, x)` is `(q - 32) x` summed in pairs (|.| <= 2 * 32 * 127), then `madd`
     // with the two sub-block scales (|.| <= 128) sums to i32: at most 8 * 2 * 8128 * 128
     // over a block, no overflow.
-    k_tile_kernel!(q6_k, BlockQ6K, |blk, xs, acc, _off| {
+    tile_kernel!(q6_k, BlockQ6K, 8, |blk, xs, acc, _off| {
         let (m4, m2, k32) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(3), _mm256_set1_epi8(32));
         let d = halves(blk.d, [0, 0]).0;
         let mut isum = [_mm256_setzero_si256(); R];
