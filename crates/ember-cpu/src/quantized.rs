@@ -303,20 +303,27 @@ pub(crate) mod avx2 {
 }
 
 /// Picks the instantiation of a SIMD kernel (`module::kernel`) for the number of activation
-/// rows given: one row takes four weight tiles at a time for independent sums, two rows two,
-/// more rows `$wide`. Shared by the row layout (AVX2) and the packed layout (VNNI).
+/// rows given. With `$wide`, the kernel's second parameter is its number of weight tiles at a
+/// time: one row takes four for independent sums, two rows two, more rows `$wide` (the row
+/// layout's AVX2 kernels); without, the kernel takes only the row count (the packed layout).
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows {
     ($m:ident::$f:ident, $wide:literal) => {
+        by_rows!(@ $m::$f, [1, 4], [2, 2], [3, $wide], [4, $wide])
+    };
+    ($m:ident::$f:ident) => {
+        by_rows!(@ $m::$f, [1], [2], [3], [4])
+    };
+    (@ $m:ident::$f:ident, [$($one:tt)*], [$($two:tt)*], [$($three:tt)*], [$($four:tt)*]) => {
         |w, x, kb, o, s| {
             // SAFETY: expanded only in a `simd_kernel` that returns it after detecting every
             // target feature the kernels of module `$m` enable; they are otherwise safe code.
             unsafe {
                 match x.len() / kb {
-                    1 => $m::$f::<1, 4>(w, x, kb, o, s),
-                    2 => $m::$f::<2, 2>(w, x, kb, o, s),
-                    3 => $m::$f::<3, $wide>(w, x, kb, o, s),
-                    _ => $m::$f::<4, $wide>(w, x, kb, o, s),
+                    1 => $m::$f::<$($one)*>(w, x, kb, o, s),
+                    2 => $m::$f::<$($two)*>(w, x, kb, o, s),
+                    3 => $m::$f::<$($three)*>(w, x, kb, o, s),
+                    _ => $m::$f::<$($four)*>(w, x, kb, o, s),
                 }
             }
         }
