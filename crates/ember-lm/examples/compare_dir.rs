@@ -12,7 +12,8 @@ use ember_lm::{load, Llama, Message};
 use std::path::Path;
 
 /// The text hf_dir.py's COMPARE_TEXT also runs through transformers.
-const TEXT: &str = "The capital of France is Paris. It is known for the Eiffel Tower, museums such \
+const TEXT: &str =
+    "The capital of France is Paris. It is known for the Eiffel Tower, museums such \
 as the Louvre, and its cafés. In 2024 the city hosted the Summer Olympics, which drew about \
 fifteen million visitors.";
 
