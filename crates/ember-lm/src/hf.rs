@@ -14,6 +14,7 @@ use crate::hf_weights::SafetensorsWeights;
 use crate::llama::{Llama, LlamaConfig};
 use crate::tokenizer::Tokenizer;
 use crate::LoadedModel;
+use ember_core::Array;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -89,9 +90,19 @@ fn architecture(f: &Fields) -> Result<Arch> {
     })
 }
 
-/// RoPE's base and position scale: transformers 5 keeps both in `rope_parameters`, older
-/// versions `rope_theta` and `rope_scaling` at the top level.
-fn rope(f: &Fields) -> Result<(f32, f32)> {
+/// How config.json scales RoPE.
+enum RopeScaling {
+    None,
+    /// Positions divided by this factor.
+    Linear(f64),
+    /// Llama 3's per-frequency scaling: factor, low and high frequency factors, original
+    /// context length.
+    Llama3([f64; 4]),
+}
+
+/// RoPE's base and scaling: transformers 5 keeps both in `rope_parameters`, older versions
+/// `rope_theta` and `rope_scaling` at the top level.
+fn rope(f: &Fields) -> Result<(f64, RopeScaling)> {
     let params = match f.get("rope_parameters") {
         Some(Value::Object(p)) => Some(p),
         Some(_) => return Err(f.bad("rope_parameters", "an object")),
@@ -109,25 +120,66 @@ fn rope(f: &Fields) -> Result<(f32, f32)> {
         (Some(p), None) => ("rope_parameters", Some(p)),
         (None, None) => ("rope_scaling", None),
     };
-    let Some(scaling) = scaling else { return Ok((theta as f32, 1.0)) };
+    let Some(scaling) = scaling else { return Ok((theta, RopeScaling::None)) };
+    let positive = |name: &str| {
+        scaling.get(name).and_then(|v| v.as_f64()).filter(|&v| v > 0.0).ok_or_else(|| {
+            Error::model(f.path, format!("`{key}.{name}` must be a positive number"))
+        })
+    };
     let kind = scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(|v| v.as_str());
-    match kind {
-        None | Some("default") => Ok((theta as f32, 1.0)),
-        Some("linear") => {
-            match scaling.get("factor").and_then(|v| v.as_f64()).filter(|&v| v > 0.0) {
-                Some(factor) => Ok((theta as f32, (1.0 / factor) as f32)),
-                None => {
-                    Err(Error::model(f.path, format!("`{key}.factor` must be a positive number")))
+    Ok((
+        theta,
+        match kind {
+            None | Some("default") => RopeScaling::None,
+            Some("linear") => RopeScaling::Linear(positive("factor")?),
+            Some("llama3") => {
+                let p = [
+                    positive("factor")?,
+                    positive("low_freq_factor")?,
+                    positive("high_freq_factor")?,
+                    positive("original_max_position_embeddings")?,
+                ];
+                if p[2] <= p[1] {
+                    return Err(Error::model(
+                        f.path,
+                        format!("`{key}`: high_freq_factor must exceed low_freq_factor"),
+                    ));
                 }
+                RopeScaling::Llama3(p)
             }
-        }
-        Some(other) => Err(Error::model(
-            f.path,
-            format!(
-                "`{key}`: RoPE type `{other}` is not supported yet (supported: default, linear)"
-            ),
-        )),
-    }
+            Some(other) => {
+                return Err(Error::model(
+                    f.path,
+                    format!(
+                        "`{key}`: RoPE type `{other}` is not supported yet (supported: default, \
+                         linear, llama3)"
+                    ),
+                ))
+            }
+        },
+    ))
+}
+
+/// Llama 3's RoPE wavelengths (1 / frequency) for `dims` rotated features, as transformers'
+/// `_compute_llama3_parameters`: long wavelengths are stretched by `factor`, short ones kept,
+/// and those between interpolated.
+fn llama3_wavelengths(theta: f64, dims: usize, [factor, low, high, context]: [f64; 4]) -> Vec<f32> {
+    let (low_wavelen, high_wavelen) = (context / low, context / high);
+    (0..dims / 2)
+        .map(|i| {
+            let freq = theta.powf(-((2 * i) as f64) / dims as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let scaled = if wavelen > low_wavelen {
+                freq / factor
+            } else if wavelen < high_wavelen {
+                freq
+            } else {
+                let smooth = (context / wavelen - low) / (high - low);
+                (1.0 - smooth) * freq / factor + smooth * freq
+            };
+            (1.0 / scaled) as f32
+        })
+        .collect()
 }
 
 /// Rejects config.json settings the shared decoder does not implement.
@@ -163,8 +215,15 @@ fn check_supported(f: &Fields, arch: Arch) -> Result<()> {
     Ok(())
 }
 
+/// What a config.json describes.
+pub struct HfConfig {
+    pub config: LlamaConfig,
+    /// RoPE wavelengths per rotated pair (Llama 3's scaled RoPE), for [`Llama::new`].
+    pub rope_freqs: Option<Vec<f32>>,
+}
+
 /// The model config a config.json (read from `path`) describes.
-pub fn config_from_json(json: &Map<String, Value>, path: &Path) -> Result<LlamaConfig> {
+pub fn config_from_json(json: &Map<String, Value>, path: &Path) -> Result<HfConfig> {
     let f = Fields { map: json, path };
     let arch = architecture(&f)?;
     check_supported(&f, arch)?;
@@ -180,7 +239,11 @@ pub fn config_from_json(json: &Map<String, Value>, path: &Path) -> Result<LlamaC
             ))
         }
     };
-    let (rope_theta, rope_scale) = rope(&f)?;
+    let (rope_theta, scaling) = rope(&f)?;
+    let rope_scale = match scaling {
+        RopeScaling::Linear(factor) => (1.0 / factor) as f32,
+        _ => 1.0,
+    };
     let config = LlamaConfig {
         hidden_size,
         num_layers: f.usize("num_hidden_layers")?,
@@ -190,7 +253,7 @@ pub fn config_from_json(json: &Map<String, Value>, path: &Path) -> Result<LlamaC
         head_dim,
         vocab_size: f.usize("vocab_size")?,
         rms_norm_eps: f.f64("rms_norm_eps", 1e-6)? as f32,
-        rope_theta,
+        rope_theta: rope_theta as f32,
         rope_dims: head_dim,
         rope_traditional: false,
         rope_scale,
@@ -200,7 +263,11 @@ pub fn config_from_json(json: &Map<String, Value>, path: &Path) -> Result<LlamaC
         attention_bias: arch.attention_bias(),
     };
     config.validate(path)?;
-    Ok(config)
+    let rope_freqs = match scaling {
+        RopeScaling::Llama3(p) => Some(llama3_wavelengths(rope_theta, head_dim, p)),
+        _ => None,
+    };
+    Ok(HfConfig { config, rope_freqs })
 }
 
 /// The id of a special token as tokenizer_config.json writes it: its text, or an object
@@ -308,8 +375,9 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
         Error::model(&config_path, "missing: a Hugging Face model directory needs config.json")
     })?;
     let config_fields = Fields { map: &config_json, path: &config_path };
-    let config = config_from_json(&config_json, &config_path)?;
-    let model = Llama::new(config, &SafetensorsWeights::open(dir)?, None)?;
+    let HfConfig { config, rope_freqs } = config_from_json(&config_json, &config_path)?;
+    let freqs = rope_freqs.map(|f| Array::from_slice(&f, &[f.len()])).transpose()?;
+    let model = Llama::new(config, &SafetensorsWeights::open(dir)?, freqs)?;
     let (tok_path, gen_path) =
         (dir.join("tokenizer_config.json"), dir.join("generation_config.json"));
     let tok_json = read_json(&tok_path)?;

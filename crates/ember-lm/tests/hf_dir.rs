@@ -208,7 +208,7 @@ fn with(
 #[test]
 fn config_json_fields_and_rope_layouts() {
     let path = Path::new("dir/config.json");
-    let c = config_from_json(&llama_config(), path).unwrap();
+    let c = config_from_json(&llama_config(), path).unwrap().config;
     assert_eq!((c.hidden_size, c.num_layers, c.intermediate_size), (64, 2, 128));
     assert_eq!((c.num_heads, c.num_kv_heads, c.head_dim, c.rope_dims), (4, 2, 16, 16));
     assert_eq!((c.vocab_size, c.context_length), (100, 256));
@@ -225,20 +225,20 @@ fn config_json_fields_and_rope_layouts() {
                "num_key_value_heads": null, "tie_word_embeddings": null, "rms_norm_eps": null,
                "dtype": null, "torch_dtype": "float16", "head_dim": 32}),
     );
-    let c = config_from_json(&old, path).unwrap();
+    let c = config_from_json(&old, path).unwrap().config;
     assert_eq!((c.rope_theta, c.rope_scale, c.num_kv_heads, c.head_dim), (10000.0, 0.25, 4, 32));
     assert!(!c.tie_word_embeddings && c.rms_norm_eps == 1e-6);
     let linear = with(
         llama_config(),
         json!({"rope_parameters": {"rope_theta": 1e4, "rope_type": "linear", "factor": 2.0}}),
     );
-    assert_eq!(config_from_json(&linear, path).unwrap().rope_scale, 0.5);
+    assert_eq!(config_from_json(&linear, path).unwrap().config.rope_scale, 0.5);
 
     let qwen = with(
         llama_config(),
         json!({"architectures": ["Qwen2ForCausalLM"], "use_sliding_window": false}),
     );
-    let c = config_from_json(&qwen, path).unwrap();
+    let c = config_from_json(&qwen, path).unwrap().config;
     assert!(c.attention_bias && !c.rope_traditional);
 
     let err = |changes: Value| {
@@ -257,7 +257,7 @@ fn config_json_fields_and_rope_layouts() {
         "{e}"
     );
     let e = err(json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}));
-    assert!(e.contains("RoPE type `llama3`") && e.contains("rope_scaling"), "{e}");
+    assert!(e.contains("`rope_scaling.low_freq_factor` must be a positive number"), "{e}");
     let e = err(json!({"hidden_size": null}));
     assert!(e.contains("missing `hidden_size`"), "{e}");
     let e = err(json!({"num_hidden_layers": "two"}));
@@ -270,6 +270,39 @@ fn config_json_fields_and_rope_layouts() {
     assert!(e.contains("quantization_config"), "{e}");
     let e = err(json!({"num_key_value_heads": 3}));
     assert!(e.contains("not a multiple of 3"), "{e}");
+}
+
+#[test]
+fn llama3_rope_scaling_matches_transformers() {
+    let j: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_path("hf_dir.json")).unwrap())
+            .unwrap();
+    let r = &j["llama3_rope"];
+    let dir = scratch_copy("llama3");
+    let config_path = dir.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["rope_parameters"] = r["rope_parameters"].clone();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    // transformers' inverse frequencies: ours are their reciprocals (wavelengths).
+    let hf = config_from_json(config.as_object().unwrap(), &config_path).unwrap();
+    let wavelengths = hf.rope_freqs.unwrap();
+    let inv_freq = r["inv_freq"].as_array().unwrap();
+    assert_eq!(wavelengths.len(), inv_freq.len());
+    for (w, f) in wavelengths.iter().zip(inv_freq) {
+        let want = 1.0 / f.as_f64().unwrap() as f32;
+        assert!((w - want).abs() <= 1e-5 * want, "wavelength {w} vs {want}");
+    }
+
+    let (_, cases) = fixture();
+    let m = load(&dir).unwrap();
+    let got = logits(&m.model, &cases[0].ids);
+    let same = compare(&got, &rows(&r["logits"]), share("torch.float32"), "llama3 RoPE");
+    assert_eq!(same, cases[0].ids.len());
+    // The scaling matters here: the unscaled directory's logits differ.
+    assert!(got != logits(&load(&cases[0].dir).unwrap().model, &cases[0].ids));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A copy of the tiny float32 directory in a fresh temporary directory.
