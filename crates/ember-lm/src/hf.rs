@@ -44,7 +44,8 @@ impl Fields<'_> {
     }
 
     fn bad(&self, key: &str, what: &str) -> Error {
-        Error::model(self.path, format!("field `{key}` is {}, not {what}", self.map[key]))
+        let value = self.map.get(key).unwrap_or(&Value::Null);
+        Error::model(self.path, format!("field `{key}` is {value}, not {what}"))
     }
 
     fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
