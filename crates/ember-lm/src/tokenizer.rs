@@ -1,5 +1,5 @@
-//! Tokenizers built from GGUF metadata with the `tokenizers` crate, and streaming
-//! detokenisation.
+//! Tokenizers built from GGUF metadata with the `tokenizers` crate (or given whole, from a
+//! Hugging Face tokenizer.json: [`crate::hf`]), and streaming detokenisation.
 //!
 //! GGUF's gpt2-style vocabularies (`tokenizer.ggml.model = "gpt2"`) become a byte-level BPE
 //! with the pre-tokenizer named by `tokenizer.ggml.pre` (llama.cpp keeps the same table of
@@ -71,6 +71,17 @@ fn tk_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl Tokenizer {
+    /// A tokenizer over `inner` (a Hugging Face tokenizer.json, say): `bos` is prepended by
+    /// [`Tokenizer::encode`] when `add_bos`, and any of `eos` ends generation.
+    pub fn new(
+        inner: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        add_bos: bool,
+        eos: Vec<u32>,
+    ) -> Tokenizer {
+        Tokenizer { inner, bos, add_bos, eos }
+    }
+
     /// Builds the tokenizer a GGUF file describes in its `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &GgufFile, path: &Path) -> Result<Tokenizer> {
         let strings = |key: &str| -> Result<&[String]> {
