@@ -42,7 +42,7 @@ pub enum Layout {
 }
 
 /// Quantizes `x` (a multiple of 32 values) into `out`, one block per 32 values, rounding to
-/// nearest with the block's absolute maximum mapped to 127.
+/// nearest (ties to even) with the block's absolute maximum mapped to 127.
 pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
     quantize_q8_groups(x, out, 1);
 }
@@ -51,16 +51,34 @@ pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
 /// absolute maximum).
 fn quantize_q8_groups(x: &[f32], out: &mut [BlockQ8], group: usize) {
     assert_eq!(x.len(), out.len() * BLOCK, "quantize_q8: size mismatch");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only feature the function enables.
+        return unsafe { quantize_q8_groups_avx2(x, out, group) };
+    }
+    quantize_q8_groups_with(x, out, group);
+}
+
+/// [`quantize_q8_groups`] compiled with AVX2, where the rounding and the conversions become
+/// vector instructions (the portable build calls libm's rounding per value).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantize_q8_groups_avx2(x: &[f32], out: &mut [BlockQ8], group: usize) {
+    quantize_q8_groups_with(x, out, group);
+}
+
+#[inline(always)]
+fn quantize_q8_groups_with(x: &[f32], out: &mut [BlockQ8], group: usize) {
     for (bs, v) in out.chunks_mut(group).zip(x.chunks(group * BLOCK)) {
         let amax = v.iter().fold(0f32, |m, &a| m.max(a.abs()));
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
         for (b, v) in bs.iter_mut().zip(v.chunks_exact(BLOCK)) {
-            let mut sum = 0i32;
+            // Ties to even, as llama.cpp's SIMD quantizers round.
             for (q, &a) in b.qs.iter_mut().zip(v) {
-                *q = (a * id).round() as i8;
-                sum += *q as i32;
+                *q = (a * id).round_ties_even() as i8;
             }
+            let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
             b.d = d;
             b.s = d * sum as f32;
             b.sum = sum;
