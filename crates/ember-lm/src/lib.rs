@@ -30,6 +30,8 @@ pub mod penalty;
 pub mod sample;
 pub mod stop;
 pub mod tokenizer;
+mod tokenizer_bpe;
+mod tokenizer_spm;
 pub mod weights;
 
 pub use arch::Arch;
