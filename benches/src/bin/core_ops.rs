@@ -72,11 +72,14 @@ fn main() -> Result<()> {
         report("sum_16m", threads, r, &format!(",\"gb_per_s\":{gbs:.1}"));
     }
     if want("chain_relu_xw_b") {
-        let (x, w, b) = (random(&[n], Dtype::Float32)?, random(&[n], Dtype::Float32)?, random(&[n], Dtype::Float32)?);
+        let (x, w, b) = (
+            random(&[n], Dtype::Float32)?,
+            random(&[n], Dtype::Float32)?,
+            random(&[n], Dtype::Float32)?,
+        );
         let zero = Array::scalar(0f32);
-        let r = time(runs, || {
-            ops::maximum(&ops::add(&ops::multiply(&x, &w)?, &b)?, &zero)?.eval()
-        })?;
+        let r =
+            time(runs, || ops::maximum(&ops::add(&ops::multiply(&x, &w)?, &b)?, &zero)?.eval())?;
         report("chain_relu_xw_b", threads, r, "");
     }
     if want("gelu_16m_compiled") {
@@ -124,7 +127,8 @@ fn mlp_step() -> Result<impl FnMut() -> Result<()>> {
             })
             .collect::<Result<_>>()?,
     );
-    let (x, y) = (random(&[batch, width], Dtype::Float32)?, random(&[batch, width], Dtype::Float32)?);
+    let (x, y) =
+        (random(&[batch, width], Dtype::Float32)?, random(&[batch, width], Dtype::Float32)?);
     let loss = move |args: &[Tree]| -> Result<Tree> {
         let leaves = args[0].leaves();
         let mut h = args[1].as_array()?.clone();

@@ -25,7 +25,9 @@ pub(crate) struct Node {
 }
 
 pub(crate) enum State {
-    Pending { op: Arc<OpNode> },
+    Pending {
+        op: Arc<OpNode>,
+    },
     Ready(ReadyArray),
     /// The data was handed to the one op consuming it so its buffer can be reused in place;
     /// only that op's node could reach this array.
@@ -177,8 +179,7 @@ impl Array {
         let refs: Vec<&Array> = inputs.iter().collect();
         let specs = op.infer(&refs)?;
         let stream = default_stream();
-        let op_node =
-            Arc::new(OpNode {
+        let op_node = Arc::new(OpNode {
             op,
             inputs,
             specs: specs.clone(),
@@ -290,17 +291,31 @@ impl Array {
 
     /// The elements in row-major order, converted to `T`.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.read_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// As [`Array::to_vec`], but written over `out`, whose allocation is reused: a loop that
+    /// reads an array every step (a decoder's logits) allocates nothing.
+    pub fn read_into<T: Element>(&self, out: &mut Vec<T>) -> Result<()> {
         let arr = if self.dtype() == T::DTYPE { self.clone() } else { self.astype(T::DTYPE)? };
         let data = arr.ready()?;
-        let mut out = vec![T::default(); data.size()];
-        ember_cpu::strided::map1(&mut out, data.view::<T>(), |x| x);
-        Ok(out)
+        out.clear();
+        out.resize(data.size(), T::default());
+        ember_cpu::strided::map1(out, data.view::<T>(), |x| x);
+        Ok(())
     }
 
     /// The value of a one-element array, converted to `T`.
     pub fn item<T: Element>(&self) -> Result<T> {
         if self.size() != 1 {
-            bail!("item", "array of shape {:?} has {} elements, not one", self.shape(), self.size());
+            bail!(
+                "item",
+                "array of shape {:?} has {} elements, not one",
+                self.shape(),
+                self.size()
+            );
         }
         Ok(self.to_vec::<T>()?[0])
     }
@@ -325,7 +340,8 @@ impl Drop for OpNode {
         let mut stack: Vec<Array> = std::mem::take(&mut self.inputs);
         while let Some(arr) = stack.pop() {
             let Some(node) = Arc::into_inner(arr.0) else { continue };
-            if let State::Pending { op, .. } = node.state.into_inner().unwrap_or_else(|e| e.into_inner())
+            if let State::Pending { op, .. } =
+                node.state.into_inner().unwrap_or_else(|e| e.into_inner())
             {
                 if let Some(mut op_node) = Arc::into_inner(op) {
                     stack.append(&mut op_node.inputs);

@@ -214,7 +214,8 @@ impl Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        if let Owner::Pool(block) = std::mem::replace(&mut self.owner, Owner::External(Box::new(())))
+        if let Owner::Pool(block) =
+            std::mem::replace(&mut self.owner, Owner::External(Box::new(())))
         {
             ACTIVE.fetch_sub(block.capacity, Relaxed);
             let mut cache = CACHE.lock().expect("allocator cache poisoned");

@@ -20,7 +20,11 @@ impl fmt::Display for Array {
         let mut body = String::new();
         write_nested(&mut body, &strings, self.shape(), width, summarise, 6);
         let shape = self.shape().iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let shape = if shape.len() == 1 { format!("({},)", shape[0]) } else { format!("({})", shape.join(", ")) };
+        let shape = if shape.len() == 1 {
+            format!("({},)", shape[0])
+        } else {
+            format!("({})", shape.join(", "))
+        };
         write!(f, "array({body}, shape={shape}, dtype={})", self.dtype())
     }
 }
@@ -35,7 +39,11 @@ fn format_value(v: f64, dtype: Dtype) -> String {
     if v.is_nan() {
         "nan".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if v == v.trunc() && v.abs() < 1e16 {
         format!("{}.", v as i64)
     } else {
@@ -48,7 +56,14 @@ fn format_value(v: f64, dtype: Dtype) -> String {
 }
 
 /// Writes the nested brackets for `shape`; `indent` is the column of the first bracket.
-fn write_nested(out: &mut String, vals: &[String], shape: &[usize], width: usize, summarise: bool, indent: usize) {
+fn write_nested(
+    out: &mut String,
+    vals: &[String],
+    shape: &[usize],
+    width: usize,
+    summarise: bool,
+    indent: usize,
+) {
     if shape.is_empty() {
         out.push_str(&vals[0]);
         return;
@@ -74,7 +89,14 @@ fn write_nested(out: &mut String, vals: &[String], shape: &[usize], width: usize
         match item {
             None => out.push_str("..."),
             Some(i) if shape.len() == 1 => out.push_str(&format!("{:>width$}", vals[*i])),
-            Some(i) => write_nested(out, &vals[i * stride..(i + 1) * stride], &shape[1..], width, summarise, indent + 1),
+            Some(i) => write_nested(
+                out,
+                &vals[i * stride..(i + 1) * stride],
+                &shape[1..],
+                width,
+                summarise,
+                indent + 1,
+            ),
         }
     }
     out.push(']');

@@ -40,8 +40,7 @@ fn topological_order(arrays: &[&Array]) -> Vec<Arc<OpNode>> {
         if !visited.insert(Arc::as_ptr(&node)) {
             continue;
         }
-        let children: Vec<Arc<OpNode>> =
-            node.inputs.iter().filter_map(|a| a.pending()).collect();
+        let children: Vec<Arc<OpNode>> = node.inputs.iter().filter_map(|a| a.pending()).collect();
         stack.push((node, true));
         for child in children {
             if !visited.contains(&Arc::as_ptr(&child)) {
@@ -80,7 +79,9 @@ fn run(op_node: &OpNode) -> Result<()> {
                 inputs.push(d);
                 donated.push(i);
             }
-            State::Pending { .. } => bail!("eval", "input {i} of {} still pending", op_node.op.name()),
+            State::Pending { .. } => {
+                bail!("eval", "input {i} of {} still pending", op_node.op.name())
+            }
             State::Donated => bail!("eval", "input {i} of {} was donated", op_node.op.name()),
         }
     }
@@ -96,7 +97,13 @@ fn run(op_node: &OpNode) -> Result<()> {
         }
     };
     if results.len() != outputs.len() {
-        bail!("eval", "{} returned {} outputs, expected {}", op_node.op.name(), results.len(), outputs.len());
+        bail!(
+            "eval",
+            "{} returned {} outputs, expected {}",
+            op_node.op.name(),
+            results.len(),
+            outputs.len()
+        );
     }
     for (node, data) in alive.into_iter().zip(results) {
         if let Some(node) = node {

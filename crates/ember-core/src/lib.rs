@@ -13,8 +13,8 @@ mod error;
 mod eval;
 pub mod io;
 pub mod op;
-pub mod ops;
 mod operators;
+pub mod ops;
 pub mod transforms;
 
 pub use array::{Array, ReadyArray};
@@ -22,7 +22,9 @@ pub use buffer::{
     clear_cache, get_active_memory, get_cache_memory, get_memory_limit, get_peak_memory,
     reset_peak_memory, set_cache_limit, set_memory_limit,
 };
-pub use device::{default_device, default_stream, set_default_device, with_device, with_stream, Device, Stream};
+pub use device::{
+    default_device, default_stream, set_default_device, with_device, with_stream, Device, Stream,
+};
 pub use dtype::{promote_types, Dtype, Element};
 pub use error::{Error, Result};
 pub use eval::eval;

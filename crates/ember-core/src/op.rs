@@ -4,8 +4,8 @@
 use crate::array::Array;
 use crate::dtype::Dtype;
 use crate::ops::{
-    affine::AffineOp, conv::ConvOp, elementwise::BinaryOp, elementwise::UnaryOp, fast::FastOp, index::IndexOp,
-    layout::LayoutOp, linalg::LinalgOp, quantized::QuantizedOp, random::RandomOp,
+    affine::AffineOp, conv::ConvOp, elementwise::BinaryOp, elementwise::UnaryOp, fast::FastOp,
+    index::IndexOp, layout::LayoutOp, linalg::LinalgOp, quantized::QuantizedOp, random::RandomOp,
     reduce::ReduceOp, sort::SortOp,
 };
 use crate::transforms::{CustomOp, FusedProgram};
@@ -47,7 +47,12 @@ pub enum Op {
     Select,
     AsType(Dtype),
     /// `len` values `start + i * step` of `dtype`.
-    Arange { start: F64, step: F64, len: usize, dtype: Dtype },
+    Arange {
+        start: F64,
+        step: F64,
+        len: usize,
+        dtype: Dtype,
+    },
     Layout(LayoutOp),
     Reduce(ReduceOp),
     Linalg(LinalgOp),

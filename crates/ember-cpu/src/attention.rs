@@ -2,12 +2,16 @@
 //! `S = Q K^T` (GEMM), a masked softmax of each row of `S` in place, and `O = P V` (GEMM),
 //! so the full score matrix never exists. The query heads that share a key/value head
 //! (grouped-query attention) are stacked into one block, and causal blocks skip the keys no
-//! row of the block can see.
+//! row of the block can see. Blocks of a few rows (decode steps) skip the GEMMs: `few_rows`
+//! reads the key and value rows in place.
 
 use crate::fast::{max_of, Compute};
 use crate::matmul::{Gemm, MatRef};
 use crate::strided::View;
+use few_rows::Rows;
 use rayon::prelude::*;
+
+mod few_rows;
 
 /// Sizes and options of one attention call: q is (B, Hq, Lq, D), k (B, Hkv, Lk, D),
 /// v (B, Hkv, Lk, Dv), out (B, Hq, Lq, Dv).
@@ -145,7 +149,15 @@ fn attend_block<T: Gemm + Compute>(
         row_stride: k.strides[3],
         col_stride: k.strides[2],
     };
-    T::matmul(&mut s.scores, q_block, k_t, rows, keys, a.head_dim);
+    // A decode step's few rows: direct dot products beat a GEMM that packs all of K and V.
+    let few = rows <= FEW_ROWS && k.strides[3] == 1 && v.strides[3] == 1;
+    if few {
+        let q_rows = &q[q_block.offset..q_block.offset + rows * a.head_dim];
+        let k_rows = Rows { data: k.data, offset: k_t.offset, stride: k.strides[2] };
+        few_rows::scores(&mut s.scores, q_rows, k_rows, keys, a.head_dim);
+    } else {
+        T::matmul(&mut s.scores, q_block, k_t, rows, keys, a.head_dim);
+    }
     let (scale, hidden) = (T::from_f64(a.scale), T::from_f64(HIDDEN));
     for (r, row) in s.scores.chunks_exact_mut(keys).enumerate() {
         let gr = first + r;
@@ -180,11 +192,19 @@ fn attend_block<T: Gemm + Compute>(
         row_stride: v.strides[2],
         col_stride: v.strides[3],
     };
-    T::matmul(out, MatRef::dense(&s.scores, keys), v_mat, rows, a.v_dim, keys);
+    if few {
+        let v_rows = Rows { data: v.data, offset: v_mat.offset, stride: v.strides[2] };
+        few_rows::weighted_sum(out, &s.scores, v_rows, keys, a.v_dim);
+    } else {
+        T::matmul(out, MatRef::dense(&s.scores, keys), v_mat, rows, a.v_dim, keys);
+    }
     for (o, &inv) in out.chunks_exact_mut(a.v_dim).zip(&s.inv_sum) {
         o.iter_mut().for_each(|x| *x = x.mul(inv));
     }
 }
+
+/// Query rows per block up to which `few_rows` replaces the GEMMs.
+const FEW_ROWS: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -238,5 +258,81 @@ mod tests {
         let (k, v) = ([0.0, 0.0], [2.0, 6.0]);
         attention(&mut out, &[1.0; 3], view(&k, &s, &st), view(&v, &s, &st), Mask::None, &a);
         assert_eq!(out, [4.0, 2.0, 4.0]);
+    }
+
+    /// Naive attention in f64: for each query row, softmax over its visible keys.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], a: &Attention) -> Vec<f64> {
+        let rep = a.q_heads / a.kv_heads;
+        let (d, dv, lq, lk) = (a.head_dim, a.v_dim, a.q_len, a.kv_len);
+        let mut out = vec![0f64; a.q_heads * lq * dv];
+        for h in 0..a.q_heads {
+            let g = h / rep;
+            for i in 0..lq {
+                let seen = if a.causal { (i + 1 + lk).saturating_sub(lq) } else { lk };
+                let qi = &q[(h * lq + i) * d..][..d];
+                let s: Vec<f64> = (0..seen)
+                    .map(|j| {
+                        let kj = &k[(g * lk + j) * d..][..d];
+                        a.scale * qi.iter().zip(kj).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>()
+                    })
+                    .collect();
+                let top = s.iter().cloned().fold(f64::MIN, f64::max);
+                let w: Vec<f64> = s.iter().map(|&x| (x - top).exp()).collect();
+                let total: f64 = w.iter().sum();
+                for (j, wj) in w.iter().enumerate() {
+                    for c in 0..dv {
+                        out[(h * lq + i) * dv + c] += wj / total * v[(g * lk + j) * dv + c] as f64;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn few_rows_and_gemm_paths_match_naive_attention() {
+        let mut seed = 0x2545_f491_u64;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        // Grouped heads (3 query heads per key/value head); q_len 1 and 2 give blocks of 3 and
+        // 6 rows (the direct path: AVX-512 for sizes in multiples of 16, with value blocks of
+        // 4, 4 + 1 and 3 vectors, plain loops for the others), 5 gives 15 (the GEMM path).
+        let cases = [
+            (1, 64, 64, false),
+            (2, 32, 80, true),
+            (1, 16, 48, false),
+            (2, 20, 33, true),
+            (5, 64, 48, true),
+        ];
+        for (q_len, d, dv, causal) in cases {
+            let a = Attention {
+                batch: 1,
+                q_heads: 6,
+                kv_heads: 2,
+                q_len,
+                kv_len: 37,
+                head_dim: d,
+                v_dim: dv,
+                scale: 0.3,
+                causal,
+            };
+            let q: Vec<f32> = (0..6 * q_len * d).map(|_| rand()).collect();
+            let k: Vec<f32> = (0..2 * 37 * d).map(|_| rand()).collect();
+            let v: Vec<f32> = (0..2 * 37 * dv).map(|_| rand()).collect();
+            let (ks, kst) = ([1, 2, 37, d], [0, 37 * d as isize, d as isize, 1]);
+            let (vs, vst) = ([1, 2, 37, dv], [0, 37 * dv as isize, dv as isize, 1]);
+            let mut out = vec![0f32; 6 * q_len * dv];
+            attention(&mut out, &q, view(&k, &ks, &kst), view(&v, &vs, &vst), Mask::None, &a);
+            for (i, (&got, want)) in out.iter().zip(reference(&q, &k, &v, &a)).enumerate() {
+                assert!(
+                    (got as f64 - want).abs() < 1e-5,
+                    "q_len {q_len}, element {i}: {got} vs {want}"
+                );
+            }
+        }
     }
 }

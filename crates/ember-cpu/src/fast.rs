@@ -15,6 +15,9 @@ pub trait Compute: Float {
     /// Replaces each `s[i]` by `exp(s[i] - shift)` and returns their sum. Meant for
     /// `shift >= max(s)`: the f32 version flushes results below `e^-87` to zero.
     fn exp_shifted_sum(s: &mut [Self], shift: Self) -> Self;
+    /// The slice as f32, when `Self` is f32 (for kernels written for f32 only).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 /// The storage types of the fused kernels, with bulk conversion to and from their compute type.
@@ -115,6 +118,12 @@ unsafe fn exp_shifted_sum_avx2(s: &mut [f32], shift: f32) -> f32 {
 }
 
 impl Compute for f32 {
+    fn as_f32(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [f32]) -> Option<&mut [f32]> {
+        Some(s)
+    }
     fn exp_shifted_sum(s: &mut [f32], shift: f32) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -128,6 +137,12 @@ impl Compute for f32 {
 }
 
 impl Compute for f64 {
+    fn as_f32(_: &[f64]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+        None
+    }
     fn exp_shifted_sum(s: &mut [f64], shift: f64) -> f64 {
         let mut total = 0.0;
         for v in s {

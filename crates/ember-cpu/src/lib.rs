@@ -21,6 +21,7 @@ pub mod scalar;
 pub mod scan;
 pub mod sort;
 pub mod strided;
+pub mod vmap;
 pub mod vmath;
 
 pub use half::{bf16, f16};

@@ -11,7 +11,7 @@ use crate::penalty::RepetitionPenalty;
 use crate::sample::{Sampler, SamplerConfig};
 use crate::stop::StopStrings;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
-use ember_core::{Array, Dtype};
+use ember_core::Array;
 use std::time::Instant;
 
 /// Smallest `max_kv_size` accepted: the kept first positions plus a few recent ones.
@@ -111,6 +111,8 @@ pub struct Generation<'a> {
     stops: StopStrings,
     /// The prompt, then each generated token.
     tokens: Vec<u32>,
+    /// The latest step's logits (kept to reuse the allocation).
+    logits: Vec<f32>,
     prompt_len: usize,
     max_tokens: usize,
     generated: usize,
@@ -194,6 +196,7 @@ fn start<'a>(
         penalty: config.repetition_penalty,
         stops: StopStrings::new(&config.stop),
         tokens: prompt.to_vec(),
+        logits: Vec::new(),
         prompt_len: prompt.len(),
         max_tokens,
         generated: 0,
@@ -212,11 +215,11 @@ impl Generation<'_> {
         };
         let ids = Array::from_slice(&input, &[1, input.len()])?;
         let logits = self.model.forward_last(&ids, self.cache.layers())?;
-        let mut logits = logits.astype(Dtype::Float32)?.to_vec::<f32>()?;
+        logits.read_into(&mut self.logits)?;
         if let Some(p) = &self.penalty {
-            p.apply(&self.tokens, &mut logits);
+            p.apply(&self.tokens, &mut self.logits);
         }
-        Ok(self.sampler.sample(&logits))
+        Ok(self.sampler.sample(&self.logits))
     }
 
     /// Positions the cache holds now (the next token's position).

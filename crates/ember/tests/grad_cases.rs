@@ -367,12 +367,24 @@ fn quantized_matmul_vjp_is_the_same_for_packed_weights() {
     let rows = Array::from_slice(&bytes, &[8, 34]).unwrap();
     assert!(pack_ggml_in_place(GgmlType::Q8_0, &mut bytes, 8));
     let packed = Array::from_slice(&bytes, &[8, 34]).unwrap();
-    let x = Array::from_slice(&Rng::new(2).uniform(-1.0, 1.0, 64).iter().map(|&v| v as f32).collect::<Vec<_>>(), &[2, 32]).unwrap();
-    let cot = Array::from_slice(&Rng::new(3).uniform(-1.0, 1.0, 16).iter().map(|&v| v as f32).collect::<Vec<_>>(), &[2, 8]).unwrap();
+    let x = Array::from_slice(
+        &Rng::new(2).uniform(-1.0, 1.0, 64).iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &[2, 32],
+    )
+    .unwrap();
+    let cot = Array::from_slice(
+        &Rng::new(3).uniform(-1.0, 1.0, 16).iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &[2, 8],
+    )
+    .unwrap();
     let grad = |w: &Array, layout| {
         let w = w.clone();
-        let f = move |v: &[Array]| Ok(vec![quantized_matmul_ggml_layout(&v[0], &w, GgmlType::Q8_0, layout)?]);
-        vjp(f, std::slice::from_ref(&x), std::slice::from_ref(&cot)).unwrap().1[0].to_vec::<f32>().unwrap()
+        let f = move |v: &[Array]| {
+            Ok(vec![quantized_matmul_ggml_layout(&v[0], &w, GgmlType::Q8_0, layout)?])
+        };
+        vjp(f, std::slice::from_ref(&x), std::slice::from_ref(&cot)).unwrap().1[0]
+            .to_vec::<f32>()
+            .unwrap()
     };
     let (want, got) = (grad(&rows, GgmlLayout::Rows), grad(&packed, GgmlLayout::Packed));
     assert_eq!(got.len(), 64);

@@ -130,7 +130,8 @@ fn random_transposes_and_slices_read_the_right_elements() {
         let ndim = 1 + rng.next(4);
         let shape: Vec<usize> = (0..ndim).map(|_| 1 + rng.next(5)).collect();
         let n: usize = shape.iter().product();
-        let x = ops::reshape_to(&ops::arange(0.0, n as f64, 1.0, Dtype::Int32).unwrap(), &shape).unwrap();
+        let x = ops::reshape_to(&ops::arange(0.0, n as f64, 1.0, Dtype::Int32).unwrap(), &shape)
+            .unwrap();
         // Random permutation.
         let mut perm: Vec<usize> = (0..ndim).collect();
         for i in (1..ndim).rev() {
@@ -144,11 +145,16 @@ fn random_transposes_and_slices_read_the_right_elements() {
             .map(|&len| {
                 let step = [1isize, 2, -1, -2][rng.next(4)];
                 let start = rng.next(len);
-                let count = if step > 0 { (len - start).div_ceil(step as usize) } else { (start + 1).div_ceil((-step) as usize) };
+                let count = if step > 0 {
+                    (len - start).div_ceil(step as usize)
+                } else {
+                    (start + 1).div_ceil((-step) as usize)
+                };
                 (start, step, count)
             })
             .collect();
-        let sl: Vec<Slice> = slices.iter().map(|&(s, st, _)| Slice::new(Some(s as isize), None, st)).collect();
+        let sl: Vec<Slice> =
+            slices.iter().map(|&(s, st, _)| Slice::new(Some(s as isize), None, st)).collect();
         let v = ops::slice(&t, &sl).unwrap();
         let got = v.to_vec::<i32>().unwrap();
         let out_shape: Vec<usize> = slices.iter().map(|s| s.2).collect();
@@ -222,8 +228,10 @@ fn layout_errors_are_reported_when_building() {
 
 #[test]
 fn matmul_in_every_float_dtype_matches_f64() {
-    let a = ops::reshape_to(&ops::linspace(-1.0, 1.0, 64 * 48, Dtype::Float64).unwrap(), &[64, 48]).unwrap();
-    let b = ops::reshape_to(&ops::linspace(2.0, -1.0, 48 * 40, Dtype::Float64).unwrap(), &[48, 40]).unwrap();
+    let a = ops::reshape_to(&ops::linspace(-1.0, 1.0, 64 * 48, Dtype::Float64).unwrap(), &[64, 48])
+        .unwrap();
+    let b = ops::reshape_to(&ops::linspace(2.0, -1.0, 48 * 40, Dtype::Float64).unwrap(), &[48, 40])
+        .unwrap();
     let want = ops::matmul(&a, &b).unwrap().to_vec::<f64>().unwrap();
     for (dtype, tol) in [(Dtype::Float32, 1e-5), (Dtype::Float16, 0.1), (Dtype::Bfloat16, 0.5)] {
         let c = ops::matmul(&a.astype(dtype).unwrap(), &b.astype(dtype).unwrap()).unwrap();
@@ -233,7 +241,8 @@ fn matmul_in_every_float_dtype_matches_f64() {
         }
     }
     // A transposed operand is read through its strides.
-    let at = ops::transpose_all(&ops::contiguous(&ops::transpose_all(&a).unwrap()).unwrap()).unwrap();
+    let at =
+        ops::transpose_all(&ops::contiguous(&ops::transpose_all(&a).unwrap()).unwrap()).unwrap();
     let c = ops::matmul(&at, &b).unwrap().to_vec::<f64>().unwrap();
     assert!(c.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-12));
 }
@@ -247,5 +256,8 @@ fn display_is_numpy_like() {
     let s = Array::scalar(7u8);
     assert_eq!(format!("{s}"), "array(7, shape=(), dtype=uint8)");
     let big = ops::arange(0.0, 2000.0, 1.0, Dtype::Int32).unwrap();
-    assert_eq!(format!("{big}"), "array([   0,    1,    2, ..., 1997, 1998, 1999], shape=(2000,), dtype=int32)");
+    assert_eq!(
+        format!("{big}"),
+        "array([   0,    1,    2, ..., 1997, 1998, 1999], shape=(2000,), dtype=int32)"
+    );
 }

@@ -7,5 +7,8 @@ fn add_broadcasts_and_prints() {
     let c = ops::add(&a, &b).unwrap();
     assert!(!c.is_evaluated());
     assert_eq!(c.to_vec::<i32>().unwrap(), vec![11, 22, 33, 14, 25, 36]);
-    assert_eq!(format!("{c}"), "array([[11, 22, 33],\n       [14, 25, 36]], shape=(2, 3), dtype=int32)");
+    assert_eq!(
+        format!("{c}"),
+        "array([[11, 22, 33],\n       [14, 25, 36]], shape=(2, 3), dtype=int32)"
+    );
 }

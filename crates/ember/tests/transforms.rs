@@ -3,7 +3,9 @@
 //! Expected values are hand-computed derivatives.
 
 use ember::prelude::*;
-use ember::transforms::{checkpoint, grad, jvp, stop_gradient, value_and_grad, vjp, CustomFunction};
+use ember::transforms::{
+    checkpoint, grad, jvp, stop_gradient, value_and_grad, vjp, CustomFunction,
+};
 use std::collections::BTreeMap;
 
 fn arr(v: &[f64]) -> Array {
@@ -36,13 +38,13 @@ fn vjp_of_product_gives_the_other_factor() {
 #[test]
 fn one_array_passed_twice_gets_both_contributions() {
     let x = arr(&[3.0]);
-    let (_, g) = vjp(|v| Ok(vec![ops::multiply(&v[0], &v[1])?]), &[x.clone(), x], &[arr(&[1.0])])
-        .unwrap();
+    let (_, g) =
+        vjp(|v| Ok(vec![ops::multiply(&v[0], &v[1])?]), &[x.clone(), x], &[arr(&[1.0])]).unwrap();
     close(&g[0], &[3.0]);
     close(&g[1], &[3.0]);
     // x * x through one argument: 2x.
-    let (_, g) = vjp(|v| Ok(vec![ops::multiply(&v[0], &v[0])?]), &[arr(&[3.0])], &[arr(&[1.0])])
-        .unwrap();
+    let (_, g) =
+        vjp(|v| Ok(vec![ops::multiply(&v[0], &v[0])?]), &[arr(&[3.0])], &[arr(&[1.0])]).unwrap();
     close(&g[0], &[6.0]);
 }
 

@@ -17,7 +17,12 @@ pub trait Backend: Send + Sync {
     /// Computes `op`'s outputs (shapes and dtypes in `outputs`) from ready `inputs`. An
     /// output may share an input's buffer (a view), or overwrite an input that
     /// `ReadyArray::donatable` offers (no one else holds it).
-    fn eval(&self, op: &Op, inputs: &mut [ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>>;
+    fn eval(
+        &self,
+        op: &Op,
+        inputs: &mut [ReadyArray],
+        outputs: &[OutSpec],
+    ) -> Result<Vec<ReadyArray>>;
 }
 
 static CPU: cpu::CpuBackend = cpu::CpuBackend;

@@ -1,7 +1,7 @@
 //! Array constructors: `zeros`, `ones`, `full`, `arange`, `linspace`, `eye`, `tri`, and the
 //! triangle masks. Most are compositions of other ops; only `arange` has its own kernel.
 
-use super::elementwise::{astype, greater_equal, multiply, add, where_};
+use super::elementwise::{add, astype, greater_equal, multiply, where_};
 use super::layout::{broadcast_to, contiguous, reshape_to};
 use crate::array::Array;
 use crate::dtype::Dtype;

@@ -185,7 +185,10 @@ pub fn where_(cond: &Array, a: &Array, b: &Array) -> Result<Array> {
     let dtype = promote_types(a.dtype(), b.dtype());
     let shape = broadcast_shapes("where", a.shape(), b.shape())?;
     broadcast_shapes("where", cond.shape(), &shape)?;
-    Array::from_op(Op::Select, vec![astype(cond, Dtype::Bool)?, astype(a, dtype)?, astype(b, dtype)?])
+    Array::from_op(
+        Op::Select,
+        vec![astype(cond, Dtype::Bool)?, astype(a, dtype)?, astype(b, dtype)?],
+    )
 }
 
 /// Limits values to `[min, max]`; either bound may be omitted (not both).

@@ -1,7 +1,7 @@
 //! Shape ops. Most are zero-copy views on the CPU (a new shape/strides/offset over the same
 //! buffer): transpose, broadcast, slice, squeeze/expand_dims, and reshape of contiguous data.
 
-use super::{normalize_axis, normalize_axes};
+use super::{normalize_axes, normalize_axis};
 use crate::array::Array;
 use crate::op::{Op, OutSpec, Primitive};
 use crate::{bail, Result};
@@ -15,9 +15,17 @@ pub enum LayoutOp {
     Transpose(Vec<usize>),
     Broadcast(Vec<usize>),
     /// Elements `start + i * step` along each axis; `shape` is the result's.
-    Slice { start: Vec<usize>, step: Vec<isize>, shape: Vec<usize> },
+    Slice {
+        start: Vec<usize>,
+        step: Vec<isize>,
+        shape: Vec<usize>,
+    },
     /// A view with explicit strides over the input's contiguous elements.
-    AsStrided { shape: Vec<usize>, strides: Vec<isize>, offset: usize },
+    AsStrided {
+        shape: Vec<usize>,
+        strides: Vec<isize>,
+        offset: usize,
+    },
 }
 
 impl Primitive for LayoutOp {
@@ -38,7 +46,12 @@ impl Primitive for LayoutOp {
             LayoutOp::Copy => x.shape().to_vec(),
             LayoutOp::Reshape(s) => {
                 if s.iter().product::<usize>() != x.size() {
-                    bail!("reshape", "cannot reshape array of size {} into shape {:?}", x.size(), s);
+                    bail!(
+                        "reshape",
+                        "cannot reshape array of size {} into shape {:?}",
+                        x.size(),
+                        s
+                    );
                 }
                 s.clone()
             }
@@ -173,7 +186,12 @@ pub fn reshape(x: &Array, shape: &[isize]) -> Result<Array> {
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(i) = infer {
         if known == 0 || x.size() % known != 0 {
-            bail!("reshape", "cannot infer dimension of {:?} for array of size {}", shape, x.size());
+            bail!(
+                "reshape",
+                "cannot infer dimension of {:?} for array of size {}",
+                shape,
+                x.size()
+            );
         }
         out[i] = x.size() / known;
     }

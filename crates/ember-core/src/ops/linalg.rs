@@ -62,8 +62,13 @@ pub fn matmul(a: &Array, b: &Array) -> Result<Array> {
 /// `alpha * (a @ b) + beta * c`.
 pub fn addmm(c: &Array, a: &Array, b: &Array, alpha: f32, beta: f32) -> Result<Array> {
     let ab = matmul(a, b)?;
-    let ab = if alpha == 1.0 { ab } else { multiply(&ab, &astype(&Array::scalar(alpha), ab.dtype())?)? };
-    let c = if beta == 1.0 { c.clone() } else { multiply(c, &astype(&Array::scalar(beta), c.dtype())?)? };
+    let ab =
+        if alpha == 1.0 { ab } else { multiply(&ab, &astype(&Array::scalar(alpha), ab.dtype())?)? };
+    let c = if beta == 1.0 {
+        c.clone()
+    } else {
+        multiply(c, &astype(&Array::scalar(beta), c.dtype())?)?
+    };
     add(&ab, &c)
 }
 
@@ -93,7 +98,14 @@ pub fn tensordot(a: &Array, b: &Array, axes_a: &[isize], axes_b: &[isize]) -> Re
         axes_b.iter().map(|&x| normalize_axis("tensordot", x, b.ndim())).collect::<Result<_>>()?;
     for (&i, &j) in ca.iter().zip(&cb) {
         if a.shape()[i] != b.shape()[j] {
-            bail!("tensordot", "axis {} of a {:?} and axis {} of b {:?} differ", i, a.shape(), j, b.shape());
+            bail!(
+                "tensordot",
+                "axis {} of a {:?} and axis {} of b {:?} differ",
+                i,
+                a.shape(),
+                j,
+                b.shape()
+            );
         }
     }
     let free_a: Vec<usize> = (0..a.ndim()).filter(|i| !ca.contains(i)).collect();

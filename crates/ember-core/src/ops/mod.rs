@@ -18,34 +18,34 @@ pub use affine::{dequantize, quantize, quantized_matmul};
 pub use conv::{conv1d, conv2d};
 pub use creation::*;
 pub use elementwise::{
-    abs, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, astype,
-    bitwise_and, bitwise_invert, bitwise_or, bitwise_xor, broadcast_arrays, ceil, clip, cos,
-    cosh, divide, equal, erf, erfinv, exp, expm1, floor, floor_divide, greater, greater_equal,
-    isfinite, isinf, isnan, isneginf, isposinf, left_shift, less, less_equal, log, log10, log1p,
-    log2, logaddexp, logical_and, logical_not, logical_or, maximum, minimum, multiply, negative,
-    not_equal, power, reciprocal, remainder, right_shift, round, rsqrt, sigmoid, sign, sin, sinh,
-    sqrt, square, subtract, tan, tanh, where_,
+    abs, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, astype, bitwise_and,
+    bitwise_invert, bitwise_or, bitwise_xor, broadcast_arrays, ceil, clip, cos, cosh, divide,
+    equal, erf, erfinv, exp, expm1, floor, floor_divide, greater, greater_equal, isfinite, isinf,
+    isnan, isneginf, isposinf, left_shift, less, less_equal, log, log10, log1p, log2, logaddexp,
+    logical_and, logical_not, logical_or, maximum, minimum, multiply, negative, not_equal, power,
+    reciprocal, remainder, right_shift, round, rsqrt, sigmoid, sign, sin, sinh, sqrt, square,
+    subtract, tan, tanh, where_,
+};
+pub use fast::softmax;
+pub use index::{
+    concatenate, pad, put_along_axis, repeat, scatter, scatter_add, scatter_add_axis, scatter_max,
+    scatter_min, scatter_prod, slice_update, split, stack, take, take_along_axis, tile, PadMode,
+    Sections,
 };
 pub use layout::{
     as_strided, atleast_nd, broadcast_to, contiguous, expand_dims, flatten, moveaxis, ravel,
     reshape, reshape_to, slice, slice_axis, squeeze, swapaxes, transpose, transpose_all, Slice,
 };
-pub use index::{
-    concatenate, pad, put_along_axis, repeat, scatter, scatter_add, scatter_add_axis,
-    scatter_max, scatter_min, scatter_prod, slice_update, split, stack, take, take_along_axis,
-    tile, PadMode, Sections,
-};
-pub use fast::softmax;
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
 pub use quantized::{
     dequantize_ggml, dequantize_rows_ggml, quantize_ggml, quantized_matmul_ggml,
     quantized_matmul_ggml_layout,
 };
-pub use sort::{argpartition, argsort, partition, sort, topk};
 pub use reduce::{
     all, any, argmax, argmin, cummax, cummin, cumprod, cumsum, logsumexp, max, mean, min, prod,
     std, sum, var,
 };
+pub use sort::{argpartition, argsort, partition, sort, topk};
 
 use crate::{bail, Result};
 

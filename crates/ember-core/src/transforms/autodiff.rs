@@ -100,7 +100,13 @@ fn backward(
     let mut cots: HashMap<usize, Array> = HashMap::new();
     for (i, (out, cot)) in outputs.iter().zip(cotangents).enumerate() {
         if out.shape() != cot.shape() {
-            bail!("vjp", "cotangent {} has shape {:?} but output has {:?}", i, cot.shape(), out.shape());
+            bail!(
+                "vjp",
+                "cotangent {} has shape {:?} but output has {:?}",
+                i,
+                cot.shape(),
+                out.shape()
+            );
         }
         accumulate(&mut cots, out.id(), match_dtype(cot.clone(), out)?)?;
     }
@@ -121,10 +127,7 @@ fn backward(
             accumulate(&mut cots, input.id(), match_dtype(cot, input)?)?;
         }
     }
-    inputs
-        .iter()
-        .map(|x| cots.remove(&x.id()).map_or_else(|| ops::zeros_like(x), Ok))
-        .collect()
+    inputs.iter().map(|x| cots.remove(&x.id()).map_or_else(|| ops::zeros_like(x), Ok)).collect()
 }
 
 /// Forward mode: `f`'s outputs at `primals`, and the Jacobian-vector products of

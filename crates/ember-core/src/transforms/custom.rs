@@ -102,11 +102,22 @@ impl CustomOp {
             None => autodiff::vjp(|xs| (self.function.forward)(xs), primals, cotangents)?.1,
         };
         if cots.len() != self.primals {
-            crate::bail!("custom_function", "vjp returned {} cotangents for {} primals", cots.len(), self.primals);
+            crate::bail!(
+                "custom_function",
+                "vjp returned {} cotangents for {} primals",
+                cots.len(),
+                self.primals
+            );
         }
         argnums
             .iter()
-            .map(|&i| if i < self.primals { Ok(cots[i].clone()) } else { crate::ops::zeros_like(&inputs[i]) })
+            .map(|&i| {
+                if i < self.primals {
+                    Ok(cots[i].clone())
+                } else {
+                    crate::ops::zeros_like(&inputs[i])
+                }
+            })
             .collect()
     }
 

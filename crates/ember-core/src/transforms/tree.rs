@@ -52,10 +52,13 @@ impl Tree {
         let mut out = Vec::new();
         let mut stack = vec![(String::new(), self)];
         while let Some((prefix, tree)) = stack.pop() {
-            let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+            let join =
+                |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
             match tree {
                 Tree::Array(a) => out.push((prefix, a.clone())),
-                Tree::List(v) => stack.extend(v.iter().enumerate().rev().map(|(i, t)| (join(&i.to_string()), t))),
+                Tree::List(v) => {
+                    stack.extend(v.iter().enumerate().rev().map(|(i, t)| (join(&i.to_string()), t)))
+                }
                 Tree::Dict(m) => stack.extend(m.iter().rev().map(|(k, t)| (join(k), t))),
             }
         }
@@ -106,12 +109,17 @@ impl Tree {
 
     /// The same structure with `f` applied to the leaves of `self` and `other` pairwise (an
     /// optimizer's update of parameters with their gradients).
-    pub fn zip_map(&self, other: &Tree, mut f: impl FnMut(&Array, &Array) -> Result<Array>) -> Result<Tree> {
+    pub fn zip_map(
+        &self,
+        other: &Tree,
+        mut f: impl FnMut(&Array, &Array) -> Result<Array>,
+    ) -> Result<Tree> {
         let (a, b) = (self.flatten(), other.flatten());
         if a.len() != b.len() || a.iter().zip(&b).any(|((x, _), (y, _))| x != y) {
             bail!("tree_map", "trees differ in structure ({} and {} leaves)", a.len(), b.len());
         }
-        let leaves = a.iter().zip(&b).map(|((_, x), (_, y))| f(x, y)).collect::<Result<Vec<_>>>()?;
+        let leaves =
+            a.iter().zip(&b).map(|((_, x), (_, y))| f(x, y)).collect::<Result<Vec<_>>>()?;
         self.with_leaves(leaves)
     }
 
@@ -129,7 +137,9 @@ impl Tree {
         match self {
             Tree::Array(a) => Tree::Array(it.next().unwrap_or_else(|| a.clone())),
             Tree::List(v) => Tree::List(v.iter().map(|t| t.rebuild(it)).collect()),
-            Tree::Dict(m) => Tree::Dict(m.iter().map(|(k, t)| (k.clone(), t.rebuild(it))).collect()),
+            Tree::Dict(m) => {
+                Tree::Dict(m.iter().map(|(k, t)| (k.clone(), t.rebuild(it))).collect())
+            }
         }
     }
 }

@@ -37,7 +37,13 @@ where
             if let Some(a) = ax {
                 let n = x.shape()[a];
                 if size.is_some_and(|s| s != n) {
-                    bail!("vmap", "argument {} has {} elements on its batch axis, others {}", i, n, size.unwrap_or(0));
+                    bail!(
+                        "vmap",
+                        "argument {} has {} elements on its batch axis, others {}",
+                        i,
+                        n,
+                        size.unwrap_or(0)
+                    );
                 }
                 size = Some(n);
             }
@@ -96,7 +102,12 @@ fn example(x: &Array, axis: usize) -> Result<Array> {
 }
 
 /// Moves the batch axis of an output to `out_axis` (broadcasting an unbatched output).
-fn place_batch_axis(value: &Array, ax: Option<usize>, out_axis: Option<isize>, size: usize) -> Result<Array> {
+fn place_batch_axis(
+    value: &Array,
+    ax: Option<usize>,
+    out_axis: Option<isize>,
+    size: usize,
+) -> Result<Array> {
     match (ax, out_axis) {
         (None, None) => Ok(value.clone()),
         (Some(_), None) => bail!("vmap", "an output with out_axes None depends on the batch"),

@@ -19,7 +19,8 @@ pub fn dtype_from_name(name: &str) -> Dtype {
 
 impl Stored {
     pub fn from_json(v: &Value) -> Stored {
-        let shape = v["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+        let shape =
+            v["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
         let dtype = dtype_from_name(v["dtype"].as_str().unwrap());
         let data = v["data"]
             .as_array()

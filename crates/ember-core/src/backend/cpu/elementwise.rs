@@ -10,6 +10,7 @@ use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::Result;
 use ember_cpu::num_like::FloatMath;
 use ember_cpu::strided::{map1, map1_inplace, map2, map2_inplace, map3};
+use ember_cpu::vmap::{self, Transcendental};
 use ember_cpu::{cast, BitOps, Float, FloatElem, Scalar};
 
 /// The float function of a float-valued unary op, in the compute type `F`.
@@ -69,8 +70,36 @@ fn unary_map<T: Element>(x: &mut ReadyArray, f: impl Fn(T) -> T + Sync) -> Resul
 }
 
 fn float_unary<T: FloatElem + Element>(op: UnaryOp, x: &mut ReadyArray) -> Result<ReadyArray> {
+    if let Some(f) = transcendental(op).filter(|_| x.dtype == Dtype::Float32) {
+        return vectorised(f, x);
+    }
     let f = float_fn::<T::Acc>(op);
     unary_map::<T>(x, |v| T::narrow(f(v.widen())))
+}
+
+/// The ops with a SIMD form for f32 (`ember_cpu::vmap`), as in compiled programs.
+fn transcendental(op: UnaryOp) -> Option<Transcendental> {
+    Some(match op {
+        UnaryOp::Exp => Transcendental::Exp,
+        UnaryOp::Tanh => Transcendental::Tanh,
+        UnaryOp::Sigmoid => Transcendental::Sigmoid,
+        UnaryOp::Log => Transcendental::Log,
+        UnaryOp::Erf => Transcendental::Erf,
+        _ => return None,
+    })
+}
+
+/// `f` over an f32 array, in place when it was donated.
+fn vectorised(f: Transcendental, x: &mut ReadyArray) -> Result<ReadyArray> {
+    let shape = x.shape.clone();
+    if let Some(data) = x.donatable::<f32>(&shape) {
+        vmap::map_inplace(f, data);
+        return Ok(x.clone());
+    }
+    new_output::<f32>(&shape, |out| {
+        vmap::map_view(f, out, x.view::<f32>());
+        Ok(())
+    })
 }
 
 fn predicate<T: Element>(x: &ReadyArray, f: fn(f64) -> bool) -> Result<ReadyArray> {

@@ -49,11 +49,18 @@ pub fn to_contiguous(x: &ReadyArray) -> Result<ReadyArray> {
 /// A stride-0 view of `x` broadcast to `shape` (leading axes added).
 pub fn broadcast(x: &ReadyArray, shape: &[usize]) -> ReadyArray {
     let lead = shape.len() - x.shape.len();
-    let strides = shape
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| if i < lead || (x.shape[i - lead] == 1 && n != 1) { 0 } else { x.strides[i - lead] })
-        .collect();
+    let strides =
+        shape
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                if i < lead || (x.shape[i - lead] == 1 && n != 1) {
+                    0
+                } else {
+                    x.strides[i - lead]
+                }
+            })
+            .collect();
     x.with_layout(shape.to_vec(), strides, x.offset)
 }
 

@@ -31,7 +31,12 @@ impl Backend for CpuBackend {
         true
     }
 
-    fn eval(&self, op: &Op, inputs: &mut [ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
+    fn eval(
+        &self,
+        op: &Op,
+        inputs: &mut [ReadyArray],
+        outputs: &[OutSpec],
+    ) -> Result<Vec<ReadyArray>> {
         let one = |r: Result<ReadyArray>| r.map(|a| vec![a]);
         match op {
             Op::Unary(u) => one(elementwise::unary(*u, &mut inputs[0])),
@@ -64,10 +69,22 @@ macro_rules! dispatch_float {
     ($dtype:expr, $T:ident => $body:expr) => {{
         use $crate::Dtype as D;
         match $dtype {
-            D::Float16 => { type $T = $crate::f16; $body }
-            D::Bfloat16 => { type $T = $crate::bf16; $body }
-            D::Float32 => { type $T = f32; $body }
-            D::Float64 => { type $T = f64; $body }
+            D::Float16 => {
+                type $T = $crate::f16;
+                $body
+            }
+            D::Bfloat16 => {
+                type $T = $crate::bf16;
+                $body
+            }
+            D::Float32 => {
+                type $T = f32;
+                $body
+            }
+            D::Float64 => {
+                type $T = f64;
+                $body
+            }
             d => $crate::bail!("eval", "expected a float dtype, got {}", d),
         }
     }};
@@ -78,15 +95,42 @@ macro_rules! dispatch_int {
     ($dtype:expr, $T:ident => $body:expr) => {{
         use $crate::Dtype as D;
         match $dtype {
-            D::Bool => { type $T = bool; $body }
-            D::Uint8 => { type $T = u8; $body }
-            D::Uint16 => { type $T = u16; $body }
-            D::Uint32 => { type $T = u32; $body }
-            D::Uint64 => { type $T = u64; $body }
-            D::Int8 => { type $T = i8; $body }
-            D::Int16 => { type $T = i16; $body }
-            D::Int32 => { type $T = i32; $body }
-            D::Int64 => { type $T = i64; $body }
+            D::Bool => {
+                type $T = bool;
+                $body
+            }
+            D::Uint8 => {
+                type $T = u8;
+                $body
+            }
+            D::Uint16 => {
+                type $T = u16;
+                $body
+            }
+            D::Uint32 => {
+                type $T = u32;
+                $body
+            }
+            D::Uint64 => {
+                type $T = u64;
+                $body
+            }
+            D::Int8 => {
+                type $T = i8;
+                $body
+            }
+            D::Int16 => {
+                type $T = i16;
+                $body
+            }
+            D::Int32 => {
+                type $T = i32;
+                $body
+            }
+            D::Int64 => {
+                type $T = i64;
+                $body
+            }
             d => $crate::bail!("eval", "expected an integer dtype, got {}", d),
         }
     }};

@@ -3,10 +3,10 @@
 //! which is an error as in MLX.
 
 use crate::array::Array;
+use crate::io::gguf::GgmlType;
 use crate::ops::quantized::{
     dequantize_rows_ggml, quantized_matmul_ggml_layout, GgmlLayout, QuantizedOp,
 };
-use crate::io::gguf::GgmlType;
 use crate::ops::{dequantize_ggml, matmul};
 use crate::{bail, Result};
 
