@@ -17,7 +17,12 @@ use std::time::Instant;
 fn weights(ty: GgmlType, n: usize, k: usize) -> (Buffer, Layout) {
     let x: Vec<f32> = (0..n * k).map(|i| ((i as f32) * 0.618).sin()).collect();
     let mut w = Buffer::zeroed(n * k / ty.block_size() * ty.type_size()).expect("memory");
-    assert!(quantize(ty, &x, w.bytes_mut()));
+    if ty == GgmlType::F16 {
+        let halves = x.iter().flat_map(|&v| ember_cpu::f16::from_f32(v).to_le_bytes());
+        w.bytes_mut().iter_mut().zip(halves).for_each(|(b, h)| *b = h);
+    } else {
+        assert!(quantize(ty, &x, w.bytes_mut()));
+    }
     if packed_is_fast() && pack(ty, w.bytes_mut(), n) {
         (w, Layout::Packed)
     } else {
@@ -37,6 +42,8 @@ fn products() {
         ("smollm gate_up", GgmlType::Q4_1, 3072, 576),
         ("smollm down", GgmlType::Q4_1, 576, 1536),
         ("smollm lm_head", GgmlType::Q8_0, 49152, 576),
+        ("smollm gate_up f16", GgmlType::F16, 3072, 576),
+        ("smollm lm_head f16", GgmlType::F16, 49152, 576),
         ("7b gate_up", GgmlType::Q4_0, 22016, 4096),
     ];
     let filter = std::env::args().nth(2).unwrap_or_default();

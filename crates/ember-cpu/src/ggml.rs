@@ -233,6 +233,10 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
                 *o = d * b.scales[i / 16] as f32 * q as f32;
             }
         }),
+        GgmlType::F16 => bytes
+            .chunks_exact(2)
+            .zip(out.iter_mut())
+            .for_each(|(b, o)| *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
         _ => return false,
     }
     true
@@ -241,6 +245,17 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_rows_dequantize_to_their_values() {
+        let values = [1.0f32, -2.5, 0.0, 65504.0, 6.0e-8];
+        let bytes: Vec<u8> =
+            values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let mut out = [f32::NAN; 5];
+        assert!(dequantize(GgmlType::F16, &bytes, &mut out));
+        assert_eq!(out, values.map(|v| half::f16::from_f32(v).to_f32()));
+        assert!(!dequantize(GgmlType::F16, &bytes[..9], &mut out), "odd byte count");
+    }
 
     #[test]
     fn ids_round_trip_and_unknown_ids_are_none() {

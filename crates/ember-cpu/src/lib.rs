@@ -10,6 +10,7 @@ pub mod fused;
 pub mod gemm_bf16;
 pub mod ggml;
 pub mod ggml_quantize;
+pub mod half_weights;
 pub mod index;
 pub mod matmul;
 pub mod quantized;

@@ -386,7 +386,7 @@ fn kernel(ty: GgmlType, layout: Layout) -> Option<RowsKernel> {
 
 /// True when [`matmul`] handles weights of type `ty`.
 pub fn supports(ty: GgmlType) -> bool {
-    portable_kernel(ty).is_some()
+    ty == GgmlType::F16 || portable_kernel(ty).is_some()
 }
 
 /// Dequantizes rows `ids` of `w` (`ty` blocks in `layout`, rows of `k` values) into `out`,
@@ -467,6 +467,9 @@ pub fn matmul(
         "quantized matmul: size mismatch"
     );
     assert!(valid_layout(ty, layout, n), "quantized matmul: invalid layout");
+    if ty == GgmlType::F16 {
+        return crate::half_weights::matmul(out, x, w, m, n, k);
+    }
     let rows = kernel(ty, layout).expect("quantized matmul: unsupported weight type");
     if m == 0 || n == 0 {
         return;

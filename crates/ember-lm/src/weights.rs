@@ -98,7 +98,8 @@ impl WeightSource for ArrayWeights {
 /// large buffers with huge pages: decoding streams every weight once per token, and over the
 /// file's 4 KiB pages the TLB misses of that walk cost about as much as the reads. They are
 /// read with `pread`, so the file's pages are never mapped into the process (no double count
-/// in its resident memory). Dense tensors (norms, F16 matrices) stay views of the file.
+/// in its resident memory). F16 matrices count as quantized (their kernel reads f16); other
+/// dense tensors (norms, F32 and BF16 matrices) stay views of the file.
 ///
 /// In the buffer, the matrices a layer applies to one input (q/k/v, gate/up) follow one
 /// another, so that they make one fused product ([`WeightSource::fused_linear`]), and where
@@ -233,18 +234,20 @@ fn read_arena(
 impl<'a> GgufWeights<'a> {
     /// Reads the quantized tensors of `file` (opened from `path`) into memory.
     pub fn new(file: &'a GgufFile, path: &'a Path) -> Result<GgufWeights<'a>> {
-        let quantized = ops::quantized::supports;
+        // Matrices the quantized kernels compute (F16 ones included: read as f16, once).
+        let quantized =
+            |i: &GgufTensorInfo| ops::quantized::supports(i.ggml_type) && i.shape.len() == 2;
         let infos: HashMap<&str, &GgufTensorInfo> = file
             .tensor_infos()
             .iter()
-            .filter(|i| quantized(i.ggml_type))
+            .filter(|i| quantized(i))
             .map(|i| (i.name.as_str(), i))
             .collect();
         // File order, each fusion group placed whole (unpadded) where its first member is met.
         let mut order: Vec<&GgufTensorInfo> = Vec::new();
         let mut placed = HashMap::new();
         let mut total = 0usize;
-        for info in file.tensor_infos().iter().filter(|i| quantized(i.ggml_type)) {
+        for info in file.tensor_infos().iter().filter(|i| quantized(i)) {
             if placed.contains_key(&info.name) {
                 continue;
             }
@@ -283,7 +286,7 @@ impl<'a> GgufWeights<'a> {
     fn storage(&self, name: &str) -> Result<Storage> {
         let ty = self.file.tensor_data(name)?.ggml_type;
         match ty {
-            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(Storage::Dense),
+            GgmlType::F32 | GgmlType::BF16 => Ok(Storage::Dense),
             t if ops::quantized::supports(t) => Ok(Storage::Blocks(t)),
             t => Err(Error::model(
                 self.path,

@@ -80,7 +80,10 @@ impl QuantizedWeight {
             );
         }
         let bytes = blocks.shape()[1];
-        if !ty.is_quantized() || bytes % ty.type_size() != 0 {
+        if !ember_core::ops::quantized::supports(ty) {
+            bail!("QuantizedWeight", "{} matrices have no quantized kernel", ty.name());
+        }
+        if bytes % ty.type_size() != 0 {
             bail!("QuantizedWeight", "rows of {} bytes are not whole {} blocks", bytes, ty.name());
         }
         if !ember_core::ops::quantized::valid_layout(ty, layout, blocks.shape()[0]) {
