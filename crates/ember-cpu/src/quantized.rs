@@ -642,7 +642,9 @@ pub(crate) mod tests {
     fn supported_block_types() {
         assert!(supports(GgmlType::Q4_1) && supports(GgmlType::Q8_0) && supports(GgmlType::Q4_0));
         assert!(supports(GgmlType::Q4_K) && supports(GgmlType::Q6_K));
-        assert!(!supports(GgmlType::Q5_K) && !supports(GgmlType::F16));
+        assert!(!supports(GgmlType::Q5_K) && !supports(GgmlType::BF16));
+        // F16 matrices have their own kernel, in the row layout only.
+        assert!(supports(GgmlType::F16) && !valid_layout(GgmlType::F16, Layout::Packed, 64));
         // K-quant matrices stay in the row layout.
         assert!(!valid_layout(GgmlType::Q4_K, Layout::Packed, 64));
         assert!(valid_layout(GgmlType::Q6_K, Layout::Rows, 64));

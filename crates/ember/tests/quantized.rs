@@ -100,7 +100,7 @@ fn bad_arguments_are_errors() {
     let wf = Array::from_slice(&[0f32; 40], &[2, 20]).unwrap();
     let e = err(ops::quantized_matmul_ggml(&x, &wf, GgmlType::Q4_1));
     assert!(e.contains("uint8"), "{e}");
-    let e = err(ops::dequantize_ggml(&w, GgmlType::F16));
+    let e = err(ops::dequantize_ggml(&w, GgmlType::BF16));
     assert!(e.starts_with("[dequantize]"), "{e}");
     // Two rows cannot be packed in groups of eight.
     let e = err(ops::quantized_matmul_ggml_layout(&x, &w, GgmlType::Q4_1, GgmlLayout::Packed));
