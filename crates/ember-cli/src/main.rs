@@ -1,10 +1,12 @@
 //! `ember`: the command line. `ember generate` runs a language model on a prompt with
 //! mlx_lm.generate's flags, streaming the text to stdout and the speed figures to stderr;
-//! `ember chat` holds a conversation as mlx_lm.chat does. Without `--model` they use the
+//! `ember chat` holds a conversation as mlx_lm.chat does; `ember convert` rewrites a model
+//! directory in MLX's layout, optionally quantized, as mlx_lm.convert. Without `--model` they use the
 //! default model (fetched once; see `ember_lm::default_model`).
 
 mod args;
 mod chat;
+mod convert;
 mod generate;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Chat with a model, one stdin line per turn (as mlx_lm.chat).
     Chat(chat::ChatArgs),
+    /// Convert a Hugging Face model directory to MLX's layout, optionally quantized (as
+    /// mlx_lm.convert).
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::generate(args),
         Command::Chat(args) => chat::chat(args),
+        Command::Convert(args) => convert::convert(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@
 use crate::arch::Arch;
 use crate::chat::ChatTemplate;
 use crate::error::{Error, Result};
-use crate::hf_weights::SafetensorsWeights;
+use crate::hf_weights::{Quantization, SafetensorsWeights};
 use crate::llama::{Llama, LlamaConfig};
 use crate::tokenizer::Tokenizer;
 use crate::LoadedModel;
@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use std::path::Path;
 
 /// The JSON object in `path`, or `None` when the file does not exist.
-fn read_json(path: &Path) -> Result<Option<Map<String, Value>>> {
+pub(crate) fn read_json(path: &Path) -> Result<Option<Map<String, Value>>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -189,9 +189,13 @@ fn check_supported(f: &Fields, arch: Arch) -> Result<()> {
     if let Some(act) = f.str("hidden_act")?.filter(|&a| a != "silu") {
         return unsupported(format!("`hidden_act` `{act}` is not supported (only silu)"));
     }
-    if f.get("quantization_config").is_some() {
+    // mlx-lm copies its `quantization` to `quantization_config`; alone, the latter is
+    // another tool's scheme (GPTQ, AWQ, bitsandbytes...).
+    if f.get("quantization_config").is_some() && f.get("quantization").is_none() {
         return unsupported(
-            "quantized checkpoints (`quantization_config`) are not supported".into(),
+            "quantized checkpoints (`quantization_config`) are not supported, only MLX's affine \
+             quantization (`quantization`, as `ember convert -q` and mlx-lm write it)"
+                .into(),
         );
     }
     let dtype = match f.str("dtype")? {
@@ -216,11 +220,43 @@ fn check_supported(f: &Fields, arch: Arch) -> Result<()> {
     Ok(())
 }
 
+/// MLX's affine quantization from config.json's `quantization` (`group_size`, `bits`, and
+/// `mode` "affine" if given), as mlx-lm writes it.
+fn quantization(f: &Fields) -> Result<Option<Quantization>> {
+    let Some(q) = f.get("quantization") else { return Ok(None) };
+    let q = q.as_object().ok_or_else(|| f.bad("quantization", "an object"))?;
+    let fields = Fields { map: q, path: f.path };
+    let (group_size, bits) = (fields.usize("group_size")?, fields.usize("bits")?);
+    if let Some(mode) = fields.str("mode")?.filter(|&m| m != "affine") {
+        return Err(Error::model(f.path, format!("quantization mode `{mode}` is not supported")));
+    }
+    if let Some(key) = q.keys().find(|k| !["group_size", "bits", "mode"].contains(&k.as_str())) {
+        return Err(Error::model(
+            f.path,
+            format!("per-layer quantization (`quantization.{key}`) is not supported"),
+        ));
+    }
+    if !ember_core::ops::affine::SUPPORTED_BITS.contains(&bits)
+        || !ember_core::ops::affine::SUPPORTED_GROUP_SIZES.contains(&group_size)
+    {
+        return Err(Error::model(
+            f.path,
+            format!(
+                "quantization with group_size {group_size} and bits {bits} is not supported \
+                 (group sizes 32, 64, 128; bits 2, 4, 8)"
+            ),
+        ));
+    }
+    Ok(Some(Quantization { group_size, bits }))
+}
+
 /// What a config.json describes.
 pub struct HfConfig {
     pub config: LlamaConfig,
     /// RoPE wavelengths per rotated pair (Llama 3's scaled RoPE), for [`Llama::new`].
     pub rope_freqs: Option<Vec<f32>>,
+    /// How the matrices are quantized, for a directory `ember convert -q` or mlx-lm wrote.
+    pub quantization: Option<Quantization>,
 }
 
 /// The model config a config.json (read from `path`) describes.
@@ -268,7 +304,7 @@ pub fn config_from_json(json: &Map<String, Value>, path: &Path) -> Result<HfConf
         RopeScaling::Llama3(p) => Some(llama3_wavelengths(rope_theta, head_dim, p)),
         _ => None,
     };
-    Ok(HfConfig { config, rope_freqs })
+    Ok(HfConfig { config, rope_freqs, quantization: quantization(&f)? })
 }
 
 /// The id of a special token as tokenizer_config.json writes it: its text, or an object
@@ -376,9 +412,10 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
         Error::model(&config_path, "missing: a Hugging Face model directory needs config.json")
     })?;
     let config_fields = Fields { map: &config_json, path: &config_path };
-    let HfConfig { config, rope_freqs } = config_from_json(&config_json, &config_path)?;
+    let HfConfig { config, rope_freqs, quantization } =
+        config_from_json(&config_json, &config_path)?;
     let freqs = rope_freqs.map(|f| Array::from_slice(&f, &[f.len()])).transpose()?;
-    let model = Llama::new(config, &SafetensorsWeights::open(dir)?, freqs)?;
+    let model = Llama::new(config, &SafetensorsWeights::open(dir, quantization)?, freqs)?;
     let (tok_path, gen_path) =
         (dir.join("tokenizer_config.json"), dir.join("generation_config.json"));
     let tok_json = read_json(&tok_path)?;

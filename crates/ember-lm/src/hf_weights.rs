@@ -2,6 +2,10 @@
 //! `model.safetensors.index.json` lists, memory-mapped by ember-core's safetensors loader
 //! (tensors are views of the files, no copy) and served by their Hugging Face names.
 //!
+//! Matrices quantized by `ember convert` or mlx-lm (MLX's affine scheme: `<name>.weight`
+//! uint32 codes with `<name>.scales` and `<name>.biases`, config.json's `quantization`
+//! giving the group size and bits) become layers computing on the codes.
+//!
 //! Float32 matrices are used as stored. Float16 and bfloat16 matrices also stay in the file's
 //! precision, and their products run in it: the input is rounded to the weight's type and
 //! the result widened back to the float32 residual stream, as MLX runs half-precision
@@ -12,7 +16,10 @@ use crate::error::{Error, Result};
 use crate::weights::WeightSource;
 use ember_core::io::load_safetensors;
 use ember_core::{Array, Dtype};
-use ember_nn::{Embed, Embedding, Linear, Module};
+use ember_nn::{
+    AffineQuantizedEmbedding, AffineQuantizedLinear, AffineWeight, Embed, Embedding, Linear,
+    Module,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -21,12 +28,21 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// The index of sharded weights: `weight_map` from tensor name to shard file.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
+/// MLX's affine quantization of a directory's matrices (config.json's `quantization`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quantization {
+    pub group_size: usize,
+    pub bits: usize,
+}
+
 /// The tensors of a directory's safetensors file(s), by Hugging Face name.
 pub struct SafetensorsWeights {
     /// The weights file or the shard index (error messages name it).
     origin: PathBuf,
     /// Each tensor and the file it came from.
     tensors: HashMap<String, (Array, PathBuf)>,
+    /// How quantized matrices are quantized, when there are any.
+    quantization: Option<Quantization>,
 }
 
 /// Whether ember computes on tensors of `dtype` (dense float checkpoints).
@@ -55,8 +71,8 @@ fn read_index(path: &Path) -> Result<BTreeMap<String, Vec<String>>> {
 
 impl SafetensorsWeights {
     /// Maps the weights of the model directory `dir`: the shards of its index when it has
-    /// one, else its `model.safetensors`.
-    pub fn open(dir: &Path) -> Result<SafetensorsWeights> {
+    /// one, else its `model.safetensors`. Quantized matrices are read with `quantization`.
+    pub fn open(dir: &Path, quantization: Option<Quantization>) -> Result<SafetensorsWeights> {
         let (index, single) = (dir.join(INDEX_FILE), dir.join(WEIGHTS_FILE));
         let mut tensors = HashMap::new();
         if index.is_file() {
@@ -70,7 +86,7 @@ impl SafetensorsWeights {
                     tensors.insert(name, (array, shard.clone()));
                 }
             }
-            return Ok(SafetensorsWeights { origin: index, tensors });
+            return Ok(SafetensorsWeights { origin: index, tensors, quantization });
         }
         if !single.is_file() {
             return Err(Error::model(
@@ -80,15 +96,45 @@ impl SafetensorsWeights {
         }
         let (arrays, _) = load_safetensors(&single)?;
         tensors.extend(arrays.into_iter().map(|(name, a)| (name, (a, single.clone()))));
-        Ok(SafetensorsWeights { origin: single, tensors })
+        Ok(SafetensorsWeights { origin: single, tensors, quantization })
+    }
+
+    /// Every tensor, by name, as stored.
+    pub fn tensors(&self) -> impl Iterator<Item = (&str, &Array)> {
+        self.tensors.iter().map(|(name, (array, _))| (name.as_str(), array))
+    }
+
+    /// The matrix `name` when it is stored quantized (`<module>.weight` with
+    /// `<module>.scales` and `<module>.biases`).
+    fn affine(&self, name: &str) -> Result<Option<AffineWeight>> {
+        let Some(module) = name.strip_suffix(".weight") else { return Ok(None) };
+        let scales = format!("{module}.scales");
+        if !self.tensors.contains_key(&scales) {
+            return Ok(None);
+        }
+        let Some(q) = self.quantization else {
+            return Err(Error::model(
+                &self.origin,
+                format!("`{name}` is quantized (`{scales}`) but config.json has no `quantization`"),
+            ));
+        };
+        let (codes, file) = self.entry(name)?;
+        let (scales, biases) = (self.get(&scales)?, self.get(&format!("{module}.biases"))?);
+        AffineWeight::new(codes.clone(), scales.clone(), biases.clone(), q.group_size, q.bits)
+            .map(Some)
+            .map_err(|e| Error::model(file, format!("quantized matrix `{name}`: {e}")))
+    }
+
+    /// The tensor `name` and its file.
+    fn entry(&self, name: &str) -> Result<&(Array, PathBuf)> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::model(&self.origin, format!("no tensor `{name}`")))
     }
 
     /// The tensor `name`, checked to be of a float type ember computes on.
     fn get(&self, name: &str) -> Result<&Array> {
-        let (array, file) = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| Error::model(&self.origin, format!("no tensor `{name}`")))?;
+        let (array, file) = self.entry(name)?;
         if !supported(array.dtype()) {
             return Err(Error::model(
                 file,
@@ -140,7 +186,10 @@ impl WeightSource for SafetensorsWeights {
     }
 
     fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        Ok(self.get(name)?.shape().to_vec())
+        match self.affine(name)? {
+            Some(w) => Ok(w.shape().to_vec()),
+            None => Ok(self.get(name)?.shape().to_vec()),
+        }
     }
 
     fn array(&self, name: &str) -> Result<Array> {
@@ -148,6 +197,9 @@ impl WeightSource for SafetensorsWeights {
     }
 
     fn linear(&self, name: &str) -> Result<Box<dyn Module>> {
+        if let Some(w) = self.affine(name)? {
+            return Ok(Box::new(AffineQuantizedLinear::new(w, None)?));
+        }
         let w = self.get(name)?;
         let inner = Linear::new(w.clone(), None)?;
         Ok(match w.dtype() {
@@ -157,6 +209,9 @@ impl WeightSource for SafetensorsWeights {
     }
 
     fn embedding(&self, name: &str) -> Result<Box<dyn Embed>> {
+        if let Some(w) = self.affine(name)? {
+            return Ok(Box::new(AffineQuantizedEmbedding::new(w)));
+        }
         let w = self.get(name)?;
         let inner = Embedding::new(w.clone())?;
         Ok(match w.dtype() {

@@ -4,7 +4,8 @@
 //! tokenizer and streaming detokenisation ([`tokenizer`]),
 //! chat templates ([`chat`]), KV caches ([`cache`]), sampling ([`sample`]), the repetition
 //! penalty ([`penalty`]), stop strings ([`stop`]), the generation loop ([`generate`]) and
-//! multi-turn chat over one cache ([`conversation`]).
+//! multi-turn chat over one cache ([`conversation`]), and conversion to MLX's layout with
+//! optional affine quantization ([`convert`]).
 //!
 //! ```no_run
 //! use ember_lm::{generate::GenerateConfig, load, stream_generate};
@@ -20,6 +21,7 @@ pub mod arch;
 pub mod cache;
 pub mod chat;
 pub mod conversation;
+pub mod convert;
 pub mod default_model;
 pub mod error;
 pub mod generate;
