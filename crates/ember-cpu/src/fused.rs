@@ -7,13 +7,17 @@
 //! data, f64 for f64): bools are 0 and 1, and half results are rounded by explicit
 //! [`Func1::ToF16`]/[`Func1::ToBf16`] instructions, so results match op-by-op evaluation.
 //! At run time each input is classified once: uniform (a scalar operand), contiguous in `F`
-//! (read in place), or anything else (gathered and converted into a register per tile).
+//! (read in place), or anything else (gathered and converted into a register per tile; an
+//! input whose donated buffer an output overwrites is read this way too, before the tile is
+//! written). An output of type `F` is written by its step directly, or, when the outputs are
+//! too large to stay cached, copied from its register with streaming stores.
 //! Registers are assigned by liveness, an instruction's register never aliases its operands,
 //! and each instruction is one tight loop over the tile that LLVM vectorises (compiled for
 //! AVX-512 or AVX2+FMA when the CPU has them). Tiles run in parallel above `PARALLEL_THRESHOLD`.
 
 use crate::scalar::num_like::FloatMath;
 use crate::scalar::{cast, Float, Scalar};
+use crate::stream;
 use crate::strided::{Rows, View, PARALLEL_THRESHOLD};
 use crate::vmath;
 use half::slice::HalfFloatSliceExt;
@@ -118,6 +122,23 @@ pub enum Input<'a> {
     F16(View<'a, f16>),
     Bf16(View<'a, bf16>),
     Bool(View<'a, bool>),
+    /// The current contents of output `k`: an input whose (donated) buffer that output
+    /// overwrites. Each tile reads it before the tile is written.
+    Output(usize),
+}
+
+/// `$body` with `$v` bound to the view of a view input, else `$other`.
+macro_rules! with_view {
+    ($x:expr, $v:ident => $body:expr, $other:expr) => {
+        match $x {
+            Input::F32($v) => $body,
+            Input::F64($v) => $body,
+            Input::F16($v) => $body,
+            Input::Bf16($v) => $body,
+            Input::Bool($v) => $body,
+            Input::Output(_) => $other,
+        }
+    };
 }
 
 /// A program output: a contiguous slice over the loop shape.
@@ -141,6 +162,8 @@ pub trait Compute:
 {
     /// The input's elements as one slice of `Self`, when it is contiguous and of this type.
     fn direct<'a>(input: &Input<'a>) -> Option<&'a [Self]>;
+    /// The output's elements as `Self`, when it is of this type (written without a copy).
+    fn native<'b>(out: &'b mut Output<'_>) -> Option<&'b mut [Self]>;
     /// Writes `src` into `out[start..]`, converting to the output's type.
     fn store(src: &[Self], out: &mut Output<'_>, start: usize);
     /// Rounds every value of `src` to half precision, into `dst`.
@@ -156,6 +179,12 @@ impl Compute for f32 {
     fn direct<'a>(input: &Input<'a>) -> Option<&'a [f32]> {
         match input {
             Input::F32(v) => v.contiguous(),
+            _ => None,
+        }
+    }
+    fn native<'b>(out: &'b mut Output<'_>) -> Option<&'b mut [f32]> {
+        match out {
+            Output::F32(o) => Some(o),
             _ => None,
         }
     }
@@ -216,6 +245,12 @@ impl Compute for f64 {
             _ => None,
         }
     }
+    fn native<'b>(out: &'b mut Output<'_>) -> Option<&'b mut [f64]> {
+        match out {
+            Output::F64(o) => Some(o),
+            _ => None,
+        }
+    }
     fn store(src: &[f64], out: &mut Output<'_>, start: usize) {
         let n = src.len();
         match out {
@@ -256,15 +291,9 @@ impl Compute for f64 {
     }
 }
 
-/// The first element of an input, converted (a uniform input holds only this value).
-fn first<F: Scalar>(input: &Input<'_>) -> F {
-    match input {
-        Input::F32(v) => cast(v.data[v.offset]),
-        Input::F64(v) => cast(v.data[v.offset]),
-        Input::F16(v) => cast(v.data[v.offset]),
-        Input::Bf16(v) => cast(v.data[v.offset]),
-        Input::Bool(v) => cast(v.data[v.offset]),
-    }
+/// The value of an input whose elements are all one element (a scalar operand).
+fn uniform<F: Scalar>(input: &Input<'_>) -> Option<F> {
+    with_view!(input, v => v.is_uniform().then(|| cast(v.data[v.offset])), None)
 }
 
 /// Bytes per register (one tile of values): the few registers a program uses stay in L1.
@@ -291,19 +320,28 @@ enum Op {
     MulAdd,
 }
 
+/// Where a step writes its tile.
+#[derive(Clone, Copy, Debug)]
+enum Dst {
+    Reg(usize),
+    /// Straight into output `k` (of the compute type, and read by no later step).
+    Out(usize),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Step<F> {
     op: Op,
-    dst: usize,
+    dst: Dst,
     args: [Arg<F>; 3],
 }
 
-/// The program bound to one run's inputs: which inputs are gathered into which register,
-/// the steps, and the register holding each output.
+/// The program bound to one run's inputs and outputs: which inputs are gathered into which
+/// register, the steps, and the register each output is stored from (none when a step
+/// writes it directly).
 struct Plan<F> {
     gathers: Vec<(usize, usize)>,
     steps: Vec<Step<F>>,
-    outputs: Vec<usize>,
+    outputs: Vec<Option<usize>>,
     registers: usize,
 }
 
@@ -317,15 +355,16 @@ enum Source<F> {
 }
 
 impl<F: Compute> Plan<F> {
-    fn new(program: &Program, inputs: &[Input<'_>]) -> Plan<F> {
+    /// `native[k]` says whether output `k` is of type `F`.
+    fn new(program: &Program, inputs: &[Input<'_>], native: &[bool]) -> Plan<F> {
         let n_in = program.inputs;
         let n_values = n_in + program.instrs.len();
         let mut source: Vec<Source<F>> = inputs
             .iter()
             .enumerate()
             .map(|(i, x)| {
-                if view_is_uniform(x) {
-                    Source::Scalar(first(x))
+                if let Some(v) = uniform(x) {
+                    Source::Scalar(v)
                 } else if F::direct(x).is_some() {
                     Source::Direct(i)
                 } else {
@@ -399,12 +438,25 @@ impl<F: Compute> Plan<F> {
             Source::Direct(i) => Arg::Direct(i),
             _ => Arg::Reg(reg_of[v]),
         };
+        // Values only read as one output of type `F`: their step writes that output.
+        let mut out_of = vec![None; n_values];
+        for (k, &o) in program.outputs.iter().enumerate() {
+            if native[k] && uses[o] == 1 {
+                out_of[o] = Some(k);
+            }
+        }
         let mut steps = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let Some((op, args)) = *op else { continue };
             let v = n_in + i;
-            reg_of[v] = alloc(&mut free);
-            steps.push(Step { op, dst: reg_of[v], args: args.map(|a| arg(a, &reg_of)) });
+            let dst = match out_of[v] {
+                Some(k) => Dst::Out(k),
+                None => {
+                    reg_of[v] = alloc(&mut free);
+                    Dst::Reg(reg_of[v])
+                }
+            };
+            steps.push(Step { op, dst, args: args.map(|a| arg(a, &reg_of)) });
             let mut dead: Vec<usize> = args.to_vec();
             dead.sort_unstable();
             dead.dedup();
@@ -422,7 +474,7 @@ impl<F: Compute> Plan<F> {
             .iter()
             .map(|&o| {
                 assert!(o >= n_in, "a fused program's outputs must be instruction results");
-                reg_of[o]
+                out_of[o].is_none().then_some(reg_of[o])
             })
             .collect();
         Plan { gathers, steps, outputs, registers }
@@ -437,18 +489,9 @@ fn operands(ins: &Instr) -> Vec<usize> {
     }
 }
 
-fn view_is_uniform(x: &Input<'_>) -> bool {
-    match x {
-        Input::F32(v) => v.is_uniform(),
-        Input::F64(v) => v.is_uniform(),
-        Input::F16(v) => v.is_uniform(),
-        Input::Bf16(v) => v.is_uniform(),
-        Input::Bool(v) => v.is_uniform(),
-    }
-}
-
 /// Runs `program` over `len` elements (the row-major loop shape `shape` of every input and
-/// output view). Panics if the operand counts do not match the program (a caller bug).
+/// output view). Panics if the operand counts do not match the program or an
+/// [`Input::Output`] names no output (caller bugs).
 pub fn run<F: Compute>(
     program: &Program,
     inputs: &[Input<'_>],
@@ -472,10 +515,18 @@ fn run_on<F: Compute>(
     if len == 0 {
         return;
     }
-    let plan = Plan::<F>::new(program, inputs);
-    let rows: Vec<Rows<1>> = inputs.iter().map(rows_of).collect();
+    for x in inputs {
+        if let Input::Output(k) = x {
+            assert!(*k < outputs.len(), "fused program input reads a missing output");
+        }
+    }
+    // Large outputs are streamed from a register; others of type `F` are written in place.
+    let stream = outputs.iter().map(out_bytes).sum::<usize>() >= stream::STREAM_BYTES;
+    let native: Vec<bool> = outputs.iter_mut().map(|o| !stream && F::native(o).is_some()).collect();
+    let plan = Plan::<F>::new(program, inputs, &native);
+    let rows: Vec<Option<Rows<1>>> = inputs.iter().map(rows_of).collect();
     let direct: Vec<Option<&[F]>> = inputs.iter().map(F::direct).collect();
-    let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct };
+    let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct, stream };
     let tile = (TILE_BYTES / std::mem::size_of::<F>()).max(64);
     let task = tile * TILES_PER_TASK;
     let work = |start: usize, outs: &mut [Output<'_>]| {
@@ -515,6 +566,16 @@ fn out_len(o: &Output<'_>) -> usize {
     }
 }
 
+fn out_bytes(o: &Output<'_>) -> usize {
+    match o {
+        Output::F32(s) => std::mem::size_of_val(*s),
+        Output::F64(s) => std::mem::size_of_val(*s),
+        Output::F16(s) => std::mem::size_of_val(*s),
+        Output::Bf16(s) => std::mem::size_of_val(*s),
+        Output::Bool(s) => std::mem::size_of_val(*s),
+    }
+}
+
 fn reborrow<'b>(o: &'b mut Output<'_>) -> Output<'b> {
     match o {
         Output::F32(s) => Output::F32(s),
@@ -536,22 +597,18 @@ fn chunks<'b>(o: &'b mut Output<'_>, n: usize) -> Vec<Output<'b>> {
     }
 }
 
-fn rows_of(x: &Input<'_>) -> Rows<1> {
-    match x {
-        Input::F32(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::F64(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::F16(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::Bf16(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::Bool(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-    }
+fn rows_of(x: &Input<'_>) -> Option<Rows<1>> {
+    with_view!(x, v => Some(Rows::new(v.shape, [v.strides], [v.offset])), None)
 }
 
 /// What every tile of one run shares.
 struct Ctx<'p, 'a, F> {
     plan: &'p Plan<F>,
     inputs: &'p [Input<'a>],
-    rows: &'p [Rows<1>],
+    rows: &'p [Option<Rows<1>>],
     direct: &'p [Option<&'a [F]>],
+    /// Whether outputs of type `F` are written with streaming stores.
+    stream: bool,
 }
 
 /// The instruction sets the interpreter's loops are compiled for.
@@ -622,27 +679,71 @@ fn run_range<F: Compute, const FMA: bool>(
         let len = tile.min(n - t0);
         let first = start + t0;
         for &(i, r) in &ctx.plan.gathers {
-            gather(&ctx.inputs[i], &ctx.rows[i], first, &mut regs[r][..len]);
+            let dst = &mut regs[r][..len];
+            match (&ctx.inputs[i], &ctx.rows[i]) {
+                (Input::Output(k), _) => load(&outs[*k], t0, dst),
+                (x, Some(rows)) => gather(x, rows, first, dst),
+                (_, None) => unreachable!("every view input has rows"),
+            }
         }
         for step in &ctx.plan.steps {
-            let mut dst = std::mem::take(&mut regs[step.dst]);
-            {
-                let src = |a: Arg<F>| match a {
-                    Arg::Reg(r) => Src::Slice(&regs[r][..len]),
-                    Arg::Direct(i) => {
-                        Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len])
-                    }
-                    Arg::Scalar(v) => Src::Scalar(v),
-                };
-                let [a, b, c] = step.args.map(src);
-                exec::<F, FMA>(step.op, &mut dst[..len], a, b, c);
+            match step.dst {
+                Dst::Reg(r) => {
+                    let mut dst = std::mem::take(&mut regs[r]);
+                    run_step::<F, FMA>(ctx, step, &regs, first, &mut dst[..len]);
+                    regs[r] = dst;
+                }
+                Dst::Out(k) => {
+                    let out = F::native(&mut outs[k]).expect("planned for a native output");
+                    run_step::<F, FMA>(ctx, step, &regs, first, &mut out[t0..t0 + len]);
+                }
             }
-            regs[step.dst] = dst;
         }
-        for (out, &r) in outs.iter_mut().zip(&ctx.plan.outputs) {
-            F::store(&regs[r][..len], out, t0);
+        for (out, r) in outs.iter_mut().zip(&ctx.plan.outputs) {
+            let Some(r) = *r else { continue };
+            let src = &regs[r][..len];
+            match F::native(out) {
+                Some(o) if ctx.stream => stream::copy(&mut o[t0..t0 + len], src),
+                _ => F::store(src, out, t0),
+            }
         }
         t0 += len;
+    }
+    if ctx.stream {
+        stream::fence();
+    }
+}
+
+/// One step over the tile of elements `first..first + dst.len()`.
+#[inline(always)]
+fn run_step<F: Compute, const FMA: bool>(
+    ctx: &Ctx<'_, '_, F>,
+    step: &Step<F>,
+    regs: &[Vec<F>],
+    first: usize,
+    dst: &mut [F],
+) {
+    let len = dst.len();
+    let src = |k: usize| match step.args[k] {
+        Arg::Reg(r) => Src::Slice(&regs[r][..len]),
+        Arg::Direct(i) => Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len]),
+        Arg::Scalar(v) => Src::Scalar(v),
+    };
+    exec::<F, FMA>(step.op, dst, src(0), src(1), src(2));
+}
+
+/// Elements `start..start + dst.len()` of an output's current contents, converted into `dst`.
+fn load<F: Scalar>(out: &Output<'_>, start: usize, dst: &mut [F]) {
+    fn typed<T: Scalar, F: Scalar>(src: &[T], dst: &mut [F]) {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = cast(s));
+    }
+    let end = start + dst.len();
+    match out {
+        Output::F32(o) => typed(&o[start..end], dst),
+        Output::F64(o) => typed(&o[start..end], dst),
+        Output::F16(o) => typed(&o[start..end], dst),
+        Output::Bf16(o) => typed(&o[start..end], dst),
+        Output::Bool(o) => typed(&o[start..end], dst),
     }
 }
 
@@ -671,13 +772,7 @@ fn gather<F: Compute>(x: &Input<'_>, rows: &Rows<1>, first: usize, dst: &mut [F]
             col = 0;
         }
     }
-    match x {
-        Input::F32(v) => typed(v.data, rows, first, dst),
-        Input::F64(v) => typed(v.data, rows, first, dst),
-        Input::F16(v) => typed(v.data, rows, first, dst),
-        Input::Bf16(v) => typed(v.data, rows, first, dst),
-        Input::Bool(v) => typed(v.data, rows, first, dst),
-    }
+    with_view!(x, v => typed(v.data, rows, first, dst), unreachable!("not a view input"))
 }
 
 /// An operand during one tile.
