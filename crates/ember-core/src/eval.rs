@@ -9,11 +9,21 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Computes every array in `arrays` and everything they depend on.
+///
+/// The ops run on a thread of rayon's pool: kernels split their work with rayon, and from
+/// inside the pool each split is a cheap steal by an idle worker, where from any other
+/// thread every kernel would hand its work to the pool and sleep until it came back.
 pub fn eval(arrays: &[&Array]) -> Result<()> {
-    for op_node in topological_order(arrays) {
-        run(&op_node)?;
+    let order = topological_order(arrays);
+    if order.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let run_all = move || order.into_iter().try_for_each(|op_node| run(&op_node));
+    if rayon::current_thread_index().is_some() {
+        run_all()
+    } else {
+        rayon::scope(|_| run_all())
+    }
 }
 
 /// Pending op nodes reachable from `arrays`, inputs before users (iterative DFS).

@@ -4,7 +4,7 @@
 use crate::array::Array;
 use crate::dtype::Dtype;
 use crate::ops::{
-    conv::ConvOp, elementwise::BinaryOp, elementwise::UnaryOp, fast::FastOp, index::IndexOp,
+    affine::AffineOp, conv::ConvOp, elementwise::BinaryOp, elementwise::UnaryOp, fast::FastOp, index::IndexOp,
     layout::LayoutOp, linalg::LinalgOp, quantized::QuantizedOp, random::RandomOp,
     reduce::ReduceOp, sort::SortOp,
 };
@@ -57,6 +57,7 @@ pub enum Op {
     Fast(FastOp),
     Random(RandomOp),
     Quantized(QuantizedOp),
+    Affine(AffineOp),
     /// The input unchanged; transforms treat the result as a constant.
     StopGradient,
     /// A custom function call: inputs are the primals then the forward's outputs, which
@@ -83,6 +84,7 @@ impl Op {
             Op::Fast(o) => o.name(),
             Op::Random(o) => o.name(),
             Op::Quantized(o) => o.name(),
+            Op::Affine(o) => o.name(),
             Op::StopGradient => "stop_gradient",
             Op::Custom(_) => "custom_function",
             Op::Compiled(_) => "compiled",
@@ -105,6 +107,7 @@ impl Op {
             Op::Fast(o) => o.infer(inputs),
             Op::Random(o) => o.infer(inputs),
             Op::Quantized(o) => o.infer(inputs),
+            Op::Affine(o) => o.infer(inputs),
             Op::StopGradient => Ok(vec![(inputs[0].shape().to_vec(), inputs[0].dtype())]),
             Op::Custom(c) => Ok(c.infer(inputs)),
             Op::Compiled(p) => p.infer(inputs),

@@ -1,6 +1,8 @@
 //! ember's CPU kernels. They know nothing of graphs or arrays: each takes typed slices with a
 //! strided layout and writes a contiguous output. `ember-core`'s CPU backend maps ops onto them.
 
+pub mod affine;
+pub mod affine_matmul;
 pub mod attention;
 pub mod conv;
 pub mod fast;

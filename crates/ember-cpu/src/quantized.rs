@@ -42,7 +42,7 @@ pub enum Layout {
 }
 
 /// Quantizes `x` (a multiple of 32 values) into `out`, one block per 32 values, rounding to
-/// nearest with the block's absolute maximum mapped to 127.
+/// nearest (ties to even) with the block's absolute maximum mapped to 127.
 pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
     quantize_q8_groups(x, out, 1);
 }
@@ -51,16 +51,34 @@ pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
 /// absolute maximum).
 fn quantize_q8_groups(x: &[f32], out: &mut [BlockQ8], group: usize) {
     assert_eq!(x.len(), out.len() * BLOCK, "quantize_q8: size mismatch");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only feature the function enables.
+        return unsafe { quantize_q8_groups_avx2(x, out, group) };
+    }
+    quantize_q8_groups_with(x, out, group);
+}
+
+/// [`quantize_q8_groups`] compiled with AVX2, where the rounding and the conversions become
+/// vector instructions (the portable build calls libm's rounding per value).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantize_q8_groups_avx2(x: &[f32], out: &mut [BlockQ8], group: usize) {
+    quantize_q8_groups_with(x, out, group);
+}
+
+#[inline(always)]
+fn quantize_q8_groups_with(x: &[f32], out: &mut [BlockQ8], group: usize) {
     for (bs, v) in out.chunks_mut(group).zip(x.chunks(group * BLOCK)) {
         let amax = v.iter().fold(0f32, |m, &a| m.max(a.abs()));
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
         for (b, v) in bs.iter_mut().zip(v.chunks_exact(BLOCK)) {
-            let mut sum = 0i32;
+            // Ties to even, as llama.cpp's SIMD quantizers round.
             for (q, &a) in b.qs.iter_mut().zip(v) {
-                *q = (a * id).round() as i8;
-                sum += *q as i32;
+                *q = (a * id).round_ties_even() as i8;
             }
+            let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
             b.d = d;
             b.s = d * sum as f32;
             b.sum = sum;
@@ -303,20 +321,27 @@ pub(crate) mod avx2 {
 }
 
 /// Picks the instantiation of a SIMD kernel (`module::kernel`) for the number of activation
-/// rows given: one row takes four weight tiles at a time for independent sums, two rows two,
-/// more rows `$wide`. Shared by the row layout (AVX2) and the packed layout (VNNI).
+/// rows given. With `$wide`, the kernel's second parameter is its number of weight tiles at a
+/// time: one row takes four for independent sums, two rows two, more rows `$wide` (the row
+/// layout's AVX2 kernels); without, the kernel takes only the row count (the packed layout).
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows {
     ($m:ident::$f:ident, $wide:literal) => {
+        by_rows!(@ $m::$f, [1, 4], [2, 2], [3, $wide], [4, $wide])
+    };
+    ($m:ident::$f:ident) => {
+        by_rows!(@ $m::$f, [1], [2], [3], [4])
+    };
+    (@ $m:ident::$f:ident, [$($one:tt)*], [$($two:tt)*], [$($three:tt)*], [$($four:tt)*]) => {
         |w, x, kb, o, s| {
             // SAFETY: expanded only in a `simd_kernel` that returns it after detecting every
             // target feature the kernels of module `$m` enable; they are otherwise safe code.
             unsafe {
                 match x.len() / kb {
-                    1 => $m::$f::<1, 4>(w, x, kb, o, s),
-                    2 => $m::$f::<2, 2>(w, x, kb, o, s),
-                    3 => $m::$f::<3, $wide>(w, x, kb, o, s),
-                    _ => $m::$f::<4, $wide>(w, x, kb, o, s),
+                    1 => $m::$f::<$($one)*>(w, x, kb, o, s),
+                    2 => $m::$f::<$($two)*>(w, x, kb, o, s),
+                    3 => $m::$f::<$($three)*>(w, x, kb, o, s),
+                    _ => $m::$f::<$($four)*>(w, x, kb, o, s),
                 }
             }
         }

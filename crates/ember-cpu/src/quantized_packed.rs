@@ -170,9 +170,9 @@ fn portable(ty: GgmlType, w: &[u8], x: &[BlockQ8], kb: usize, out: &mut [f32], s
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     //! The packed products with AVX-512 VNNI on 256-bit registers (Zen 4 runs 512-bit ones
-    //! as two halves, so wider registers would add shuffles and no throughput). A tile of
-    //! `R` activation rows by `G` groups of eight weight rows keeps `R * G` accumulators;
-    //! each group's unpacked codes serve all `R` rows.
+    //! as two halves, so wider registers would add shuffles and no throughput). `R`
+    //! activation rows go through each group of eight weight rows together; the group's
+    //! unpacked codes serve all `R` rows.
     use super::LANES;
     use crate::quantized::BlockQ8;
     use std::arch::x86_64::*;
@@ -195,15 +195,23 @@ mod vnni {
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) })
     }
 
+    /// How far ahead of the super-block being read the kernels prefetch, in bytes. Each
+    /// group is read front to back, and the hardware prefetcher stops at page boundaries
+    /// (weights rarely sit on huge pages), so a fixed distance keeps lines in flight there.
+    const PREFETCH_AHEAD: usize = 1536;
+
     /// Generates the kernel of one type of `$ts` bytes per block. `$codes(sb)` gives the
     /// eight chunks of unsigned codes of a super-block (chunk `k` meets activations
     /// `4k..4k + 4`); `$off` is the integer offset of the codes (the block's integer dot is
     /// `sum code * x - $off * sum x`); `$min` is true when the type adds a per-row minimum
     /// (`m * sum of x`, its f16 values after the scales).
+    ///
+    /// Groups are computed one after the other, each with `R` accumulators (one per activation
+    /// row) that stay in registers; a super-block's codes are unpacked once for all `R` rows.
     macro_rules! packed_kernel {
         ($name:ident, $ts:expr, $off:expr, $min:expr, |$sb:ident| $codes:expr) => {
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-            pub(super) fn $name<const R: usize, const G: usize>(
+            pub(super) fn $name<const R: usize>(
                 w: &[u8],
                 x: &[BlockQ8],
                 kb: usize,
@@ -212,65 +220,61 @@ mod vnni {
             ) {
                 let sb_bytes = LANES * $ts;
                 let group_bytes = kb * sb_bytes;
-                let groups = w.len() / group_bytes.max(1);
-                let mut g0 = 0;
-                while g0 + G <= groups {
-                    let mut acc = [[_mm256_setzero_ps(); G]; R];
+                for (g, group) in w.chunks_exact(group_bytes.max(1)).enumerate() {
+                    let mut acc = [_mm256_setzero_ps(); R];
                     for b in 0..kb {
-                        for gi in 0..G {
-                            let at = (g0 + gi) * group_bytes + b * sb_bytes;
-                            // The same super-block of the next tile: a constant distance
-                            // of one tile keeps enough lines in flight at every step, where
-                            // a few super-blocks ahead left each tile's start waiting.
-                            prefetch(w, at + G * group_bytes, sb_bytes);
-                            let $sb = &w[at..][..sb_bytes];
-                            let codes: [__m256i; 8] = $codes;
-                            let d = halves8($sb, 0);
-                            let m = if $min { halves8($sb, 2 * LANES) } else { d };
-                            for (r, acc_r) in acc.iter_mut().enumerate() {
-                                let xb = &x[r * kb + b];
-                                let words: [i32; 8] = bytemuck::cast(xb.qs);
-                                let mut dot = _mm256_setzero_si256();
-                                for (c, &xw) in codes.iter().zip(&words) {
-                                    dot = _mm256_dpbusd_epi32(dot, *c, _mm256_set1_epi32(xw));
-                                }
-                                if $off != 0 {
-                                    dot = _mm256_sub_epi32(dot, _mm256_set1_epi32($off * xb.sum));
-                                }
-                                let scale = _mm256_mul_ps(d, _mm256_set1_ps(xb.d));
-                                let a = &mut acc_r[gi];
-                                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, *a);
-                                if $min {
-                                    *a = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), *a);
-                                }
+                        let at = g * group_bytes + b * sb_bytes;
+                        prefetch(w, at + PREFETCH_AHEAD, sb_bytes);
+                        let $sb = &group[b * sb_bytes..][..sb_bytes];
+                        let codes: [__m256i; 8] = $codes;
+                        let d = halves8($sb, 0);
+                        let m = if $min { halves8($sb, 2 * LANES) } else { d };
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let xb = &x[r * kb + b];
+                            let words: [i32; 8] = bytemuck::cast(xb.qs);
+                            // Two independent chains of four dot steps each.
+                            let mut lo = _mm256_setzero_si256();
+                            let mut hi = _mm256_setzero_si256();
+                            for c in 0..4 {
+                                lo = _mm256_dpbusd_epi32(lo, codes[c], _mm256_set1_epi32(words[c]));
+                                hi = _mm256_dpbusd_epi32(
+                                    hi,
+                                    codes[c + 4],
+                                    _mm256_set1_epi32(words[c + 4]),
+                                );
+                            }
+                            let mut dot = _mm256_add_epi32(lo, hi);
+                            if $off != 0 {
+                                dot = _mm256_sub_epi32(dot, _mm256_set1_epi32($off * xb.sum));
+                            }
+                            let scale = _mm256_mul_ps(d, _mm256_set1_ps(xb.d));
+                            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, *a);
+                            if $min {
+                                *a = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), *a);
                             }
                         }
                     }
-                    for (r, acc_r) in acc.iter().enumerate() {
-                        for (gi, a) in acc_r.iter().enumerate() {
-                            let o = &mut out[r * stride + (g0 + gi) * LANES..][..LANES];
-                            // SAFETY: `o` is LANES = 8 writable f32; storeu has no alignment
-                            // requirement.
-                            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
-                        }
+                    for (r, a) in acc.iter().enumerate() {
+                        let o = &mut out[r * stride + g * LANES..][..LANES];
+                        // SAFETY: `o` is LANES = 8 writable f32; storeu has no alignment
+                        // requirement.
+                        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
                     }
-                    g0 += G;
-                }
-                if g0 < groups {
-                    let tail = &w[g0 * group_bytes..];
-                    $name::<R, 1>(tail, x, kb, &mut out[g0 * LANES..], stride);
                 }
             }
         };
     }
 
-    /// Asks for the cache lines of `bytes[at..at + len]` (nothing past the end).
+    /// Asks for the cache lines of `bytes[at..at + len]` when they lie inside `bytes`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     fn prefetch(bytes: &[u8], at: usize, len: usize) {
-        for line in (at & !63..(at + len).min(bytes.len())).step_by(64) {
-            // SAFETY: `line` is inside `bytes`; a prefetch reads nothing architecturally.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(line) as *const i8) };
+        if at + len <= bytes.len() {
+            for line in (0..len).step_by(64) {
+                // SAFETY: `at + line` is inside `bytes`; a prefetch reads nothing
+                // architecturally.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(at + line) as *const i8) };
+            }
         }
     }
 
@@ -334,9 +338,9 @@ fn simd_kernel(ty: GgmlType) -> Option<RowsKernel> {
         return None;
     }
     Some(match ty {
-        GgmlType::Q8_0 => by_rows!(vnni::q8_0, 2),
-        GgmlType::Q4_0 => by_rows!(vnni::q4_0, 2),
-        GgmlType::Q4_1 => by_rows!(vnni::q4_1, 2),
+        GgmlType::Q8_0 => by_rows!(vnni::q8_0),
+        GgmlType::Q4_0 => by_rows!(vnni::q4_0),
+        GgmlType::Q4_1 => by_rows!(vnni::q4_1),
         _ => return None,
     })
 }

@@ -1,4 +1,5 @@
-//! The architectures ember runs, by GGUF `general.architecture`, and what sets each apart.
+//! The architectures ember runs, by GGUF `general.architecture` or Hugging Face class name,
+//! and what sets each apart.
 //! They share one decoder ([`crate::llama`]); an [`Arch`] only says where its settings live
 //! and which features it uses, so a new Llama-like family is a few lines here.
 
@@ -33,9 +34,23 @@ impl Arch {
         Arch::ALL.map(Arch::name).join(", ")
     }
 
-    /// Whether RoPE rotates adjacent pairs (2i, 2i+1) rather than (i, i + d/2). llama.cpp's
-    /// converter permutes the rows of Llama's Q and K so that its "normal" RoPE rotates
-    /// adjacent pairs; Qwen2's are stored as trained, for the NeoX-style rotation of halves.
+    /// The transformers class of the architecture (config.json's `architectures`).
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Arch::Llama => "LlamaForCausalLM",
+            Arch::Qwen2 => "Qwen2ForCausalLM",
+        }
+    }
+
+    /// The architecture a transformers class name names, if supported.
+    pub fn from_hf_class(class: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.hf_class() == class)
+    }
+
+    /// Whether RoPE rotates adjacent pairs (2i, 2i+1) rather than (i, i + d/2) in a GGUF
+    /// file. llama.cpp's converter permutes the rows of Llama's Q and K so that its "normal"
+    /// RoPE rotates adjacent pairs; Qwen2's are stored as trained, for the NeoX-style rotation
+    /// of halves. Hugging Face checkpoints store both as trained (halves).
     pub fn rope_traditional(self) -> bool {
         match self {
             Arch::Llama => true,
@@ -60,8 +75,10 @@ mod tests {
     fn names_round_trip_and_features_differ() {
         for a in Arch::ALL {
             assert_eq!(Arch::from_name(a.name()), Some(a));
+            assert_eq!(Arch::from_hf_class(a.hf_class()), Some(a));
         }
         assert_eq!(Arch::from_name("gemma"), None);
+        assert_eq!(Arch::from_hf_class("GemmaForCausalLM"), None);
         assert_eq!(Arch::supported(), "llama, qwen2");
         assert!(Arch::Llama.rope_traditional() && !Arch::Llama.attention_bias());
         assert!(!Arch::Qwen2.rope_traditional() && Arch::Qwen2.attention_bias());

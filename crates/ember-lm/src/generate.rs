@@ -211,13 +211,8 @@ impl Generation<'_> {
             _ => self.tokens.last().map(|&t| t as i32).into_iter().collect(),
         };
         let ids = Array::from_slice(&input, &[1, input.len()])?;
-        let (model, cache) = (self.model, self.cache.layers());
-        // Evaluate on a worker of the thread pool: the parallel kernels of the step then fork
-        // with cheap joins instead of each entering the pool from outside.
-        let mut logits = rayon::scope(|_| -> Result<Vec<f32>> {
-            let logits = model.forward_last(&ids, cache)?;
-            Ok(logits.astype(Dtype::Float32)?.to_vec::<f32>()?)
-        })?;
+        let logits = self.model.forward_last(&ids, self.cache.layers())?;
+        let mut logits = logits.astype(Dtype::Float32)?.to_vec::<f32>()?;
         if let Some(p) = &self.penalty {
             p.apply(&self.tokens, &mut logits);
         }

@@ -1,6 +1,7 @@
 //! ember-lm: language-model inference on ember, in the manner of mlx-lm. The supported
 //! architectures ([`arch`]: Llama, Qwen2) share one decoder ([`llama`]); then loading from
-//! GGUF ([`weights`], [`load`]), the tokenizer and streaming detokenisation ([`tokenizer`]),
+//! GGUF ([`weights`]) or a Hugging Face directory ([`hf`], [`hf_weights`]) with [`load`], the
+//! tokenizer and streaming detokenisation ([`tokenizer`]),
 //! chat templates ([`chat`]), KV caches ([`cache`]), sampling ([`sample`]), the repetition
 //! penalty ([`penalty`]), stop strings ([`stop`]), the generation loop ([`generate`]) and
 //! multi-turn chat over one cache ([`conversation`]).
@@ -22,11 +23,15 @@ pub mod conversation;
 pub mod default_model;
 pub mod error;
 pub mod generate;
+pub mod hf;
+pub mod hf_weights;
 pub mod llama;
 pub mod penalty;
 pub mod sample;
 pub mod stop;
 pub mod tokenizer;
+mod tokenizer_bpe;
+mod tokenizer_spm;
 pub mod weights;
 
 pub use arch::Arch;
@@ -63,9 +68,12 @@ fn rope_wavelengths(file: &GgufFile, config: &LlamaConfig) -> ember_core::Result
     Ok(Some(ops::multiply(&wavelengths, &ops::reshape_to(&factors, &[half])?)?))
 }
 
-/// Loads a GGUF model file: weights stay in the file's memory map (quantized blocks are
-/// computed on directly), so loading reads little more than the metadata.
+/// Loads a model: a Hugging Face directory ([`hf::load`]) or a GGUF file, whose quantized
+/// blocks are computed on directly.
 pub fn load(path: &Path) -> Result<LoadedModel> {
+    if path.is_dir() {
+        return hf::load(path);
+    }
     let file = GgufFile::open(path)?;
     let config = LlamaConfig::from_gguf(&file, path)?;
     let freqs = rope_wavelengths(&file, &config)?;

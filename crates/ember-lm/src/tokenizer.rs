@@ -1,61 +1,75 @@
-//! Tokenizers built from GGUF metadata with the `tokenizers` crate, and streaming
-//! detokenisation.
+//! Tokenizers built from GGUF metadata with the `tokenizers` crate (or given whole, from a
+//! Hugging Face tokenizer.json: [`crate::hf`]), and streaming detokenisation.
 //!
-//! GGUF's gpt2-style vocabularies (`tokenizer.ggml.model = "gpt2"`) become a byte-level BPE
-//! with the pre-tokenizer named by `tokenizer.ggml.pre` (llama.cpp keeps the same table of
-//! names to split rules); control and user-defined tokens are special tokens matched before
-//! splitting, so chat-template markers encode to their ids.
+//! `tokenizer.ggml.model` picks the vocabulary style: gpt2-style byte-level BPE
+//! (tokenizer_bpe.rs) or llama-style SentencePiece (tokenizer_spm.rs). Both
+//! share what this module reads: token texts and types, the special ids and the BOS flag.
+//! Control, user-defined and unknown tokens are special tokens matched before splitting, so
+//! chat-template markers encode to their ids.
 
 use crate::error::{Error, Result};
-use ember_core::io::gguf::GgufFile;
+use ember_core::io::gguf::{GgufArray, GgufFile};
 use std::path::Path;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, SplitDelimiterBehavior};
-
-/// GPT-2's split rule (also what `ByteLevel(use_regex=True)` applies).
-const GPT2_SPLIT: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-/// Llama 3's split rule.
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-/// Qwen 2's split rule: as Llama 3's but single digits.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+use tokenizers::models::bpe::Vocab;
+use tokenizers::AddedToken;
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
-const TOKEN_CONTROL: i64 = 3;
-const TOKEN_USER_DEFINED: i64 = 4;
+pub(crate) const TOKEN_NORMAL: i32 = 1;
+pub(crate) const TOKEN_UNKNOWN: i32 = 2;
+const TOKEN_CONTROL: i32 = 3;
+const TOKEN_USER_DEFINED: i32 = 4;
 
-/// The pre-tokenizer for a `tokenizer.ggml.pre` name, and whether whole words found in the
-/// vocabulary skip the merges (Llama 3's `ignore_merges`).
-fn pre_tokenizer(pre: &str) -> Option<(PreTokenizerWrapper, bool)> {
-    let split = |pattern: &str| -> PreTokenizerWrapper {
-        Split::new(SplitPattern::Regex(pattern.into()), SplitDelimiterBehavior::Isolated, false)
-            .expect("the built-in split patterns compile")
-            .into()
-    };
-    let bytes = || ByteLevel::new(false, false, false).into();
-    let seq = |parts: Vec<PreTokenizerWrapper>| PreTokenizerWrapper::Sequence(Sequence::new(parts));
-    Some(match pre {
-        // Each digit alone, then GPT-2's rule (Hugging Face: Digits + ByteLevel).
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
-            (seq(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]), false)
-        }
-        "default" | "gpt-2" | "gpt2" | "mpt" | "olmo" | "jais" => {
-            (seq(vec![split(GPT2_SPLIT), bytes()]), false)
-        }
-        "llama-bpe" | "llama3" | "falcon3" | "pixtral" => {
-            (seq(vec![split(LLAMA3_SPLIT), bytes()]), true)
-        }
-        "qwen2" | "stablelm2" | "deepseek-r1-qwen" => {
-            (seq(vec![split(QWEN2_SPLIT), bytes()]), false)
-        }
-        _ => return None,
-    })
+/// The `tokenizer.ggml.*` metadata both vocabulary styles start from.
+pub(crate) struct GgufVocab<'a> {
+    pub file: &'a GgufFile,
+    path: &'a Path,
+    pub tokens: &'a [String],
+    /// One type per token (all normal when the file has none, as llama.cpp assumes).
+    pub types: Vec<i32>,
+}
+
+impl<'a> GgufVocab<'a> {
+    fn new(file: &'a GgufFile, path: &'a Path) -> Result<GgufVocab<'a>> {
+        let mut v = GgufVocab { file, path, tokens: &[], types: Vec::new() };
+        v.tokens = v.strings("tokenizer.ggml.tokens")?;
+        v.types = match file.get("tokenizer.ggml.token_type").map(|t| t.as_array()) {
+            None => vec![TOKEN_NORMAL; v.tokens.len()],
+            Some(Some(GgufArray::I32(t))) if t.len() == v.tokens.len() => t.clone(),
+            Some(_) => {
+                return Err(v.error(format!(
+                    "metadata `tokenizer.ggml.token_type` is not {} i32 types",
+                    v.tokens.len()
+                )))
+            }
+        };
+        Ok(v)
+    }
+
+    /// A list-of-strings metadata value.
+    pub fn strings(&self, key: &str) -> Result<&'a [String]> {
+        self.file.get(key).and_then(|v| v.as_array()).and_then(|a| a.as_strings()).ok_or_else(
+            || self.error(format!("metadata `{key}` is missing or not a list of strings")),
+        )
+    }
+
+    /// An error about this file.
+    pub fn error(&self, msg: String) -> Error {
+        Error::model(self.path, msg)
+    }
+
+    /// Token text to id (a text listed twice maps to its last id, as in llama.cpp).
+    pub fn vocab(&self) -> Vocab {
+        self.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect()
+    }
+
+    /// Tokens matched whole before the model splits text.
+    fn specials(&self) -> Vec<AddedToken> {
+        let special = [TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED];
+        (self.tokens.iter().zip(&self.types))
+            .filter(|(_, t)| special.contains(t))
+            .map(|(s, _)| AddedToken::from(s.clone(), true))
+            .collect()
+    }
 }
 
 /// A tokenizer with the special ids generation needs.
@@ -71,67 +85,41 @@ fn tk_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl Tokenizer {
+    /// A tokenizer over `inner` (a Hugging Face tokenizer.json, say): `bos` is prepended by
+    /// [`Tokenizer::encode`] when `add_bos`, and any of `eos` ends generation.
+    pub fn new(
+        inner: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        add_bos: bool,
+        eos: Vec<u32>,
+    ) -> Tokenizer {
+        Tokenizer { inner, bos, add_bos, eos }
+    }
+
     /// Builds the tokenizer a GGUF file describes in its `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &GgufFile, path: &Path) -> Result<Tokenizer> {
-        let strings = |key: &str| -> Result<&[String]> {
-            file.get(key).and_then(|v| v.as_array()).and_then(|a| a.as_strings()).ok_or_else(|| {
-                Error::model(path, format!("metadata `{key}` is missing or not a list of strings"))
-            })
-        };
+        let v = GgufVocab::new(file, path)?;
         let model = file.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
-        if model != "gpt2" {
-            return Err(Error::model(
-                path,
-                format!(
-                    "tokenizer.ggml.model `{model}` is not supported yet (only gpt2-style BPE)"
-                ),
-            ));
-        }
-        let pre = file.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
-        let (pre_tok, ignore_merges) = pre_tokenizer(pre).ok_or_else(|| {
-            Error::model(path, format!("tokenizer.ggml.pre `{pre}` is not a known pre-tokenizer"))
-        })?;
-        let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?
-            .iter()
-            .map(|m| {
-                m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
-                    Error::model(path, format!("tokenizer.ggml.merges: `{m}` is not two tokens"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
-            .build()
-            .map_err(|e| Error::model(path, format!("tokenizer: {e}")))?;
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tok));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let types: Vec<i64> = match file.get("tokenizer.ggml.token_type").and_then(|v| v.as_array())
-        {
-            Some(ember_core::io::gguf::GgufArray::I32(t)) => t.iter().map(|&t| t as i64).collect(),
-            _ => vec![],
+        let (mut inner, default_add_bos) = match model {
+            "gpt2" => crate::tokenizer_bpe::build(&v)?,
+            "llama" => crate::tokenizer_spm::build(&v)?,
+            _ => {
+                return Err(v.error(format!(
+                    "tokenizer.ggml.model `{model}` is not supported (gpt2-style BPE and \
+                     llama-style SentencePiece are)"
+                )))
+            }
         };
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &t)| t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED)
-            .map(|(s, _)| AddedToken::from(s.clone(), true))
-            .collect();
-        inner.add_special_tokens(specials).map_err(tk_err)?;
+        inner.add_special_tokens(v.specials()).map_err(tk_err)?;
         let id = |key: &str| -> Result<Option<u32>> {
             match file.get(key) {
                 None => Ok(None),
-                Some(v) => v
+                Some(val) => val
                     .as_u64()
-                    .and_then(|v| u32::try_from(v).ok())
-                    .filter(|&v| (v as usize) < tokens.len())
+                    .and_then(|val| u32::try_from(val).ok())
+                    .filter(|&val| (val as usize) < v.tokens.len())
                     .map(Some)
-                    .ok_or_else(|| {
-                        Error::model(path, format!("metadata `{key}` is {v:?}, not a token id"))
-                    }),
+                    .ok_or_else(|| v.error(format!("metadata `{key}` is {val:?}, not a token id"))),
             }
         };
         let eos: Vec<u32> = [
@@ -145,8 +133,10 @@ impl Tokenizer {
         .into_iter()
         .flatten()
         .collect();
-        let add_bos =
-            file.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+        let add_bos = file
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(default_add_bos);
         Ok(Tokenizer { inner, bos: id("tokenizer.ggml.bos_token_id")?, add_bos, eos })
     }
 
@@ -183,46 +173,76 @@ impl Tokenizer {
 
     /// A decoder for tokens arriving one at a time.
     pub fn stream(&self) -> StreamDecoder<'_> {
-        StreamDecoder { tokenizer: self, ids: Vec::new(), emitted: 0 }
+        StreamDecoder { tokenizer: self, ids: Vec::new(), context: 0, context_text: String::new() }
     }
 }
 
 /// Turns tokens into text as they arrive, never splitting a UTF-8 character: text ending in
 /// an incomplete character (U+FFFD after lossy decoding) is held until the next token.
+///
+/// Each step decodes a few context tokens before the new ones and emits what the new ones
+/// add: decoders treat a sequence's start specially (SentencePiece drops its leading space),
+/// and byte-fallback decoders turn a whole run of byte tokens into U+FFFD when any character
+/// in it is incomplete, so the context is the shortest suffix that decodes cleanly (all the
+/// byte tokens of its last character).
 pub struct StreamDecoder<'a> {
     tokenizer: &'a Tokenizer,
-    /// Tokens since the last piece, after one token of context.
+    /// Context tokens, then the tokens not emitted yet.
     ids: Vec<u32>,
-    /// Bytes of `decode(ids)` already emitted (the context token's text).
-    emitted: usize,
+    /// How many of `ids` are context.
+    context: usize,
+    /// The text of the context tokens.
+    context_text: String,
 }
 
 /// Held tokens after which text is emitted even if it ends in U+FFFD (a UTF-8 character
-/// spans at most four byte tokens, so such text is a real replacement character).
-const MAX_HELD: usize = 5;
+/// spans at most four tokens, so such text holds a real replacement character).
+const MAX_HELD: usize = 8;
+
+/// Most tokens kept as context (one character's byte tokens).
+const MAX_CONTEXT: usize = 4;
 
 impl StreamDecoder<'_> {
     /// Adds a token; returns the text that became complete (often empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
         self.ids.push(id);
         let text = self.tokenizer.decode(&self.ids, true)?;
-        let held = text.ends_with('\u{FFFD}') && self.ids.len() <= MAX_HELD;
-        let Some(piece) = text.get(self.emitted..).filter(|_| !held) else {
+        if text.ends_with('\u{FFFD}') && self.ids.len() - self.context < MAX_HELD {
             return Ok(String::new());
-        };
-        let piece = piece.to_string();
-        // Keep the last token as context: decoders may treat a sequence's start specially.
-        self.ids.drain(..self.ids.len() - 1);
-        self.emitted = self.tokenizer.decode(&self.ids, true)?.len();
+        }
+        let piece = self.new_text(text)?;
+        let n = self.ids.len();
+        let mut keep = (1, self.tokenizer.decode(&self.ids[n - 1..], true)?);
+        for k in 2..=n.min(MAX_CONTEXT) {
+            if !keep.1.contains('\u{FFFD}') {
+                break;
+            }
+            let text = self.tokenizer.decode(&self.ids[n - k..], true)?;
+            if !text.contains('\u{FFFD}') {
+                keep = (k, text);
+            }
+        }
+        self.ids.drain(..n - keep.0);
+        (self.context, self.context_text) = keep;
         Ok(piece)
+    }
+
+    /// What `text`, the decoding of all of `ids`, adds to the context's text.
+    fn new_text(&self, text: String) -> Result<String> {
+        match text.strip_prefix(self.context_text.as_str()) {
+            Some(piece) => Ok(piece.to_string()),
+            // New byte tokens made the context's run invalid UTF-8 and changed its text.
+            None => self.tokenizer.decode(&self.ids[self.context..], true),
+        }
     }
 
     /// Text still held (an incomplete character at the end of generation), lossily decoded.
     pub fn finish(&mut self) -> Result<String> {
         let text = self.tokenizer.decode(&self.ids, true)?;
-        let piece = text.get(self.emitted..).unwrap_or_default().to_string();
+        let piece = self.new_text(text)?;
         self.ids.clear();
-        self.emitted = 0;
+        self.context = 0;
+        self.context_text.clear();
         Ok(piece)
     }
 }

@@ -4,11 +4,13 @@
 //! Dense and quantized layers are interchangeable behind [`Module`] (and [`Embed`] for
 //! embeddings), so a model file picks per tensor what its weights are stored as.
 
+pub mod affine;
 pub mod embedding;
 pub mod linear;
 pub mod norm;
 pub mod rope;
 
+pub use affine::{AffineQuantizedEmbedding, AffineQuantizedLinear, AffineWeight};
 pub use embedding::{Embed, Embedding, QuantizedEmbedding};
 pub use linear::{Linear, QuantizedLinear, QuantizedWeight};
 pub use norm::RmsNorm;

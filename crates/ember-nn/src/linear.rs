@@ -25,7 +25,7 @@ impl Linear {
 }
 
 /// Checks a 2-d weight shape and a bias of its output size.
-fn check_shapes(layer: &'static str, w: &[usize], bias: Option<&Array>) -> Result<()> {
+pub(crate) fn check_shapes(layer: &'static str, w: &[usize], bias: Option<&Array>) -> Result<()> {
     if w.len() != 2 {
         bail!(layer, "weight must be 2-d (output dims, input dims), got {:?}", w);
     }
@@ -43,7 +43,8 @@ fn check_shapes(layer: &'static str, w: &[usize], bias: Option<&Array>) -> Resul
     Ok(())
 }
 
-fn add_bias(y: Array, bias: Option<&Array>) -> Result<Array> {
+/// `y + bias`, or `y` without one.
+pub(crate) fn add_bias(y: Array, bias: Option<&Array>) -> Result<Array> {
     match bias {
         Some(b) => ops::add(&y, b),
         None => Ok(y),

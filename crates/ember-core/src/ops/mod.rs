@@ -1,6 +1,7 @@
 //! The public ops, one module per family. Each op validates its arguments, applies MLX's type
 //! promotion, and records a node; nothing is computed until evaluation.
 
+pub mod affine;
 pub mod conv;
 pub mod creation;
 pub mod elementwise;
@@ -13,6 +14,7 @@ pub mod random;
 pub mod reduce;
 pub mod sort;
 
+pub use affine::{dequantize, quantize, quantized_matmul};
 pub use conv::{conv1d, conv2d};
 pub use creation::*;
 pub use elementwise::{

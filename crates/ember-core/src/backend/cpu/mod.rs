@@ -1,5 +1,6 @@
 //! The CPU backend: maps each op onto the kernels of `ember-cpu`, one module per family.
 
+mod affine;
 mod compiled;
 mod conv;
 mod elementwise;
@@ -49,6 +50,7 @@ impl Backend for CpuBackend {
             Op::Fast(o) => fast::eval(o, inputs, outputs),
             Op::Random(o) => random::eval(o, inputs, outputs),
             Op::Quantized(o) => quantized::eval(o, inputs, outputs),
+            Op::Affine(o) => affine::eval(o, inputs, outputs),
             Op::Compiled(p) => compiled::eval(p, inputs, outputs),
             // Pass-throughs: the value is the input's (for Custom, the forward's outputs).
             Op::StopGradient => Ok(vec![inputs[0].clone()]),

@@ -4,6 +4,7 @@
 //! own file. A few rare input combinations run once per batch element and stack the results
 //! ([`per_element`], correct for any op, only slower); each use says why.
 
+mod affine;
 mod conv;
 mod fast;
 mod index;
@@ -71,6 +72,7 @@ impl Op {
             Op::Fast(f) => fast::vmap(f, inputs, size),
             Op::Random(r) => random::vmap(r, inputs, size),
             Op::Quantized(q) => quantized(q, inputs, size),
+            Op::Affine(a) => affine::vmap(a, inputs, size),
             Op::Custom(c) => custom(c, inputs),
             Op::Compiled(p) => p.vmap(inputs, size),
         }

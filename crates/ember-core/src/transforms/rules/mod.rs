@@ -6,6 +6,7 @@
 //! returns the tangent of each output from the inputs' tangents, `None` standing for an input
 //! that does not depend on the primals (a zero tangent that is never materialised).
 
+mod affine;
 mod conv;
 mod elementwise;
 mod fast;
@@ -49,6 +50,7 @@ impl Op {
             Op::Fast(f) => fast::vjp(f, inputs, y, cot, argnums),
             Op::Random(r) => random::vjp(r, inputs, cot, argnums),
             Op::Quantized(q) => quantized::vjp(q, inputs, cot, argnums),
+            Op::Affine(a) => affine::vjp(a, inputs, cot, argnums),
             Op::Custom(c) => c.vjp(inputs, outputs, cotangents, argnums),
             Op::Compiled(p) => p.vjp(inputs, cotangents, argnums),
             Op::StopGradient => Ok(vec![zeros_like(x)?]),
@@ -82,6 +84,7 @@ impl Op {
             Op::Fast(f) => fast::jvp(f, inputs, y, tangents)?,
             Op::Random(r) => random::jvp(r, inputs, y, tangents)?,
             Op::Quantized(q) => quantized::jvp(q, inputs, y, tangents)?,
+            Op::Affine(a) => return affine::jvp(a, inputs, outputs, tangents),
             Op::Custom(c) => return c.jvp(inputs, tangents),
             Op::Compiled(p) => return p.jvp(inputs, tangents),
             Op::StopGradient => zeros_like(y)?,
