@@ -318,6 +318,17 @@ enum Op {
     Select,
     /// `a * b + c`, rounded after the multiply as separate ops would be.
     MulAdd,
+    /// `a * b * c`, rounded after the first multiply.
+    MulMul,
+}
+
+/// `y * mul + add` applied to a step's result `y`: later steps that only scaled or shifted it
+/// by a scalar, folded in. Each op rounds as the separate step did; a missing part is `* 1`
+/// or `+ -0`, which change no value (not even the sign of a zero).
+#[derive(Clone, Copy, Debug)]
+struct Affine<F> {
+    mul: F,
+    add: F,
 }
 
 /// Where a step writes its tile.
@@ -333,6 +344,7 @@ struct Step<F> {
     op: Op,
     dst: Dst,
     args: [Arg<F>; 3],
+    post: Option<Affine<F>>,
 }
 
 /// The program bound to one run's inputs and outputs: which inputs are gathered into which
@@ -394,17 +406,37 @@ impl<F: Compute> Plan<F> {
                 })
             })
             .collect();
+        // Peepholes on an operand that is the single use of an earlier result: a multiply
+        // feeding an add or a multiply becomes one three-operand step; a scalar scale or
+        // shift of any result becomes that result's step's epilogue, `(mul, add)`.
+        let mut post: Vec<(Option<F>, Option<F>)> = vec![(None, None); ops.len()];
         for i in 0..ops.len() {
-            let Some((Op::Binary(Func2::Add), [a, b, _])) = ops[i] else { continue };
+            let Some((op, [a, b, _])) = ops[i] else { continue };
             for (m, other) in [(a, b), (b, a)] {
-                let Some(j) = m.checked_sub(n_in) else { continue };
-                if uses[m] == 1 {
-                    if let Some((Op::Binary(Func2::Mul), [x, y, _])) = ops[j] {
-                        ops[i] = Some((Op::MulAdd, [x, y, other]));
+                let Some(j) = m.checked_sub(n_in).filter(|_| uses[m] == 1) else { continue };
+                let Some((inner, [x, y, _])) = ops[j] else { continue };
+                let plain = matches!(post[j], (None, None));
+                let fused = match (op, inner) {
+                    (Op::Binary(Func2::Add), Op::Binary(Func2::Mul)) if plain => Op::MulAdd,
+                    (Op::Binary(Func2::Mul), Op::Binary(Func2::Mul)) if plain => Op::MulMul,
+                    _ => {
+                        let Source::Scalar(c) = source[other] else { continue };
+                        let one = F::one();
+                        post[i] = match (op, post[j]) {
+                            (Op::Binary(Func2::Mul), (None, None)) => (Some(c), None),
+                            (Op::Binary(Func2::Add), (s, None)) => (s, Some(c)),
+                            (Op::Binary(Func2::Sub), (s, None)) if m == a => (s, Some(-c)),
+                            (Op::Binary(Func2::Sub), (None, None)) => (Some(-one), Some(c)),
+                            _ => continue,
+                        };
+                        ops[i] = ops[j];
                         ops[j] = None;
                         break;
                     }
-                }
+                };
+                ops[i] = Some((fused, [x, y, other]));
+                ops[j] = None;
+                break;
             }
         }
         // Last step reading each value (outputs are read after the last step).
@@ -448,6 +480,12 @@ impl<F: Compute> Plan<F> {
         let mut steps = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let Some((op, args)) = *op else { continue };
+            let post = match post[i] {
+                (None, None) => None,
+                (mul, add) => {
+                    Some(Affine { mul: mul.unwrap_or(F::one()), add: add.unwrap_or(-F::zero()) })
+                }
+            };
             let v = n_in + i;
             let dst = match out_of[v] {
                 Some(k) => Dst::Out(k),
@@ -456,7 +494,7 @@ impl<F: Compute> Plan<F> {
                     Dst::Reg(reg_of[v])
                 }
             };
-            steps.push(Step { op, dst, args: args.map(|a| arg(a, &reg_of)) });
+            steps.push(Step { op, dst, args: args.map(|a| arg(a, &reg_of)), post });
             let mut dead: Vec<usize> = args.to_vec();
             dead.sort_unstable();
             dead.dedup();
@@ -729,7 +767,11 @@ fn run_step<F: Compute, const FMA: bool>(
         Arg::Direct(i) => Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len]),
         Arg::Scalar(v) => Src::Scalar(v),
     };
-    exec::<F, FMA>(step.op, dst, src(0), src(1), src(2));
+    let (a, b, c) = (src(0), src(1), src(2));
+    match step.post {
+        None => exec::<F, FMA>(step.op, dst, a, b, c, |y| y),
+        Some(Affine { mul, add }) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * mul + add),
+    }
 }
 
 /// Elements `start..start + dst.len()` of an output's current contents, converted into `dst`.
@@ -783,7 +825,8 @@ enum Src<'a, F> {
 }
 
 #[inline(always)]
-fn map1<F: Copy>(d: &mut [F], a: Src<'_, F>, f: impl Fn(F) -> F) {
+fn map1<F: Copy>(d: &mut [F], a: Src<'_, F>, p: impl Fn(F) -> F, f: impl Fn(F) -> F) {
+    let f = |x| p(f(x));
     match a {
         Src::Slice(x) => d.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x)),
         Src::Scalar(v) => d.fill(f(v)),
@@ -791,7 +834,14 @@ fn map1<F: Copy>(d: &mut [F], a: Src<'_, F>, f: impl Fn(F) -> F) {
 }
 
 #[inline(always)]
-fn map2<F: Copy>(d: &mut [F], a: Src<'_, F>, b: Src<'_, F>, f: impl Fn(F, F) -> F) {
+fn map2<F: Copy>(
+    d: &mut [F],
+    a: Src<'_, F>,
+    b: Src<'_, F>,
+    p: impl Fn(F) -> F,
+    f: impl Fn(F, F) -> F,
+) {
+    let f = |x, y| p(f(x, y));
     match (a, b) {
         (Src::Slice(x), Src::Slice(y)) => {
             d.iter_mut().zip(x).zip(y).for_each(|((d, &x), &y)| *d = f(x, y))
@@ -808,8 +858,10 @@ fn map3<F: Copy>(
     a: Src<'_, F>,
     b: Src<'_, F>,
     c: Src<'_, F>,
+    p: impl Fn(F) -> F,
     f: impl Fn(F, F, F) -> F,
 ) {
+    let f = |x, y, z| p(f(x, y, z));
     use Src::{Scalar as V, Slice as S};
     match (a, b, c) {
         (S(x), S(y), S(z)) => {
@@ -840,7 +892,7 @@ fn flag<F: Scalar>(b: bool) -> F {
     }
 }
 
-/// One instruction over one tile.
+/// One instruction over one tile, each result passed through `p` (its epilogue).
 #[inline(always)]
 fn exec<F: Compute, const FMA: bool>(
     op: Op,
@@ -848,98 +900,103 @@ fn exec<F: Compute, const FMA: bool>(
     a: Src<'_, F>,
     b: Src<'_, F>,
     c: Src<'_, F>,
+    p: impl Fn(F) -> F + Copy,
 ) {
     match op {
-        Op::Unary(f) => unary::<F, FMA>(f, d, a),
-        Op::Binary(f) => binary(f, d, a, b),
-        Op::Select => map3(d, a, b, c, |c, x, y| if c != F::zero() { x } else { y }),
-        Op::MulAdd => map3(d, a, b, c, |x, y, z| x * y + z),
+        Op::Unary(f) => unary::<F, FMA>(f, d, a, p),
+        Op::Binary(f) => binary(f, d, a, b, p),
+        Op::Select => map3(d, a, b, c, p, |c, x, y| if c != F::zero() { x } else { y }),
+        Op::MulAdd => map3(d, a, b, c, p, |x, y, z| x * y + z),
+        Op::MulMul => map3(d, a, b, c, p, |x, y, z| x * y * z),
     }
 }
 
 #[inline(always)]
-fn unary<F: Compute, const FMA: bool>(f: Func1, d: &mut [F], a: Src<'_, F>) {
+fn unary<F: Compute, const FMA: bool>(f: Func1, d: &mut [F], a: Src<'_, F>, p: impl Fn(F) -> F) {
     use Func1::*;
     let one = F::one();
     match f {
-        Abs => map1(d, a, |x| x.abs()),
-        Neg => map1(d, a, |x| -x),
-        Sign => map1(d, a, Scalar::sign),
-        Square => map1(d, a, |x| x * x),
-        Exp => map1(d, a, F::exp_v::<FMA>),
-        Expm1 => map1(d, a, FloatMath::exp_m1),
-        Log => map1(d, a, F::log_v::<FMA>),
-        Log1p => map1(d, a, FloatMath::ln_1p),
-        Log2 => map1(d, a, FloatMath::log2),
-        Log10 => map1(d, a, FloatMath::log10),
-        Sqrt => map1(d, a, |x| x.sqrt()),
-        Rsqrt => map1(d, a, |x| one / x.sqrt()),
-        Recip => map1(d, a, |x| one / x),
-        Sin => map1(d, a, FloatMath::sin),
-        Cos => map1(d, a, FloatMath::cos),
-        Tan => map1(d, a, FloatMath::tan),
-        Asin => map1(d, a, FloatMath::asin),
-        Acos => map1(d, a, FloatMath::acos),
-        Atan => map1(d, a, FloatMath::atan),
-        Sinh => map1(d, a, FloatMath::sinh),
-        Cosh => map1(d, a, FloatMath::cosh),
-        Tanh => map1(d, a, F::tanh_v::<FMA>),
-        Asinh => map1(d, a, FloatMath::asinh),
-        Acosh => map1(d, a, FloatMath::acosh),
-        Atanh => map1(d, a, FloatMath::atanh),
-        Sigmoid => map1(d, a, F::sigmoid_v::<FMA>),
-        Erf => map1(d, a, F::erf_v::<FMA>),
-        Erfinv => map1(d, a, FloatMath::erfinv),
-        Floor => map1(d, a, FloatMath::floor),
-        Ceil => map1(d, a, FloatMath::ceil),
-        RoundEven => map1(d, a, FloatMath::round_ties_even),
-        IsNan => map1(d, a, |x| flag(x.is_nan())),
-        IsInf => map1(d, a, |x| flag(x.is_infinite())),
-        IsFinite => map1(d, a, |x| flag(x.is_finite())),
-        IsPosInf => map1(d, a, |x| flag(x == F::highest())),
-        IsNegInf => map1(d, a, |x| flag(x == F::lowest())),
-        Not => map1(d, a, |x| flag(x == F::zero())),
-        ToBool => map1(d, a, |x| flag(x != F::zero())),
-        Copy => map1(d, a, |x| x),
-        ToF16 | ToBf16 => match a {
-            Src::Slice(x) => F::round_half(d, x, f == ToBf16),
-            Src::Scalar(v) => {
-                d.fill(v);
-                let copy = d.to_vec();
-                F::round_half(d, &copy, f == ToBf16);
+        Abs => map1(d, a, &p, |x| x.abs()),
+        Neg => map1(d, a, &p, |x| -x),
+        Sign => map1(d, a, &p, Scalar::sign),
+        Square => map1(d, a, &p, |x| x * x),
+        Exp => map1(d, a, &p, F::exp_v::<FMA>),
+        Expm1 => map1(d, a, &p, FloatMath::exp_m1),
+        Log => map1(d, a, &p, F::log_v::<FMA>),
+        Log1p => map1(d, a, &p, FloatMath::ln_1p),
+        Log2 => map1(d, a, &p, FloatMath::log2),
+        Log10 => map1(d, a, &p, FloatMath::log10),
+        Sqrt => map1(d, a, &p, |x| x.sqrt()),
+        Rsqrt => map1(d, a, &p, |x| one / x.sqrt()),
+        Recip => map1(d, a, &p, |x| one / x),
+        Sin => map1(d, a, &p, FloatMath::sin),
+        Cos => map1(d, a, &p, FloatMath::cos),
+        Tan => map1(d, a, &p, FloatMath::tan),
+        Asin => map1(d, a, &p, FloatMath::asin),
+        Acos => map1(d, a, &p, FloatMath::acos),
+        Atan => map1(d, a, &p, FloatMath::atan),
+        Sinh => map1(d, a, &p, FloatMath::sinh),
+        Cosh => map1(d, a, &p, FloatMath::cosh),
+        Tanh => map1(d, a, &p, F::tanh_v::<FMA>),
+        Asinh => map1(d, a, &p, FloatMath::asinh),
+        Acosh => map1(d, a, &p, FloatMath::acosh),
+        Atanh => map1(d, a, &p, FloatMath::atanh),
+        Sigmoid => map1(d, a, &p, F::sigmoid_v::<FMA>),
+        Erf => map1(d, a, &p, F::erf_v::<FMA>),
+        Erfinv => map1(d, a, &p, FloatMath::erfinv),
+        Floor => map1(d, a, &p, FloatMath::floor),
+        Ceil => map1(d, a, &p, FloatMath::ceil),
+        RoundEven => map1(d, a, &p, FloatMath::round_ties_even),
+        IsNan => map1(d, a, &p, |x| flag(x.is_nan())),
+        IsInf => map1(d, a, &p, |x| flag(x.is_infinite())),
+        IsFinite => map1(d, a, &p, |x| flag(x.is_finite())),
+        IsPosInf => map1(d, a, &p, |x| flag(x == F::highest())),
+        IsNegInf => map1(d, a, &p, |x| flag(x == F::lowest())),
+        Not => map1(d, a, &p, |x| flag(x == F::zero())),
+        ToBool => map1(d, a, &p, |x| flag(x != F::zero())),
+        Copy => map1(d, a, &p, |x| x),
+        ToF16 | ToBf16 => {
+            match a {
+                Src::Slice(x) => F::round_half(d, x, f == ToBf16),
+                Src::Scalar(v) => {
+                    d.fill(v);
+                    let copy = d.to_vec();
+                    F::round_half(d, &copy, f == ToBf16);
+                }
             }
-        },
+            d.iter_mut().for_each(|y| *y = p(*y));
+        }
     }
 }
 
 #[inline(always)]
-fn binary<F: Compute>(f: Func2, d: &mut [F], a: Src<'_, F>, b: Src<'_, F>) {
+fn binary<F: Compute>(f: Func2, d: &mut [F], a: Src<'_, F>, b: Src<'_, F>, p: impl Fn(F) -> F) {
     use Func2::*;
     let zero = F::zero();
     match f {
-        Add => map2(d, a, b, |x, y| x + y),
-        Sub => map2(d, a, b, |x, y| x - y),
-        Mul => map2(d, a, b, |x, y| x * y),
-        Div => map2(d, a, b, |x, y| x / y),
-        FloorDiv => map2(d, a, b, Scalar::floor_div),
-        Rem => map2(d, a, b, Scalar::rem),
+        Add => map2(d, a, b, &p, |x, y| x + y),
+        Sub => map2(d, a, b, &p, |x, y| x - y),
+        Mul => map2(d, a, b, &p, |x, y| x * y),
+        Div => map2(d, a, b, &p, |x, y| x / y),
+        FloorDiv => map2(d, a, b, &p, Scalar::floor_div),
+        Rem => map2(d, a, b, &p, Scalar::rem),
         // Small integer exponents as products: as fast as the multiplies they stand for.
         Pow => match b {
-            Src::Scalar(e) if e == F::one() + F::one() => map1(d, a, |x| x * x),
-            Src::Scalar(e) if e == F::one() + F::one() + F::one() => map1(d, a, |x| x * x * x),
-            _ => map2(d, a, b, Scalar::pow),
+            Src::Scalar(e) if e == F::one() + F::one() => map1(d, a, &p, |x| x * x),
+            Src::Scalar(e) if e == F::one() + F::one() + F::one() => map1(d, a, &p, |x| x * x * x),
+            _ => map2(d, a, b, &p, Scalar::pow),
         },
-        Max => map2(d, a, b, Scalar::max_nan),
-        Min => map2(d, a, b, Scalar::min_nan),
-        Atan2 => map2(d, a, b, FloatMath::atan2),
-        Eq => map2(d, a, b, |x, y| flag(x == y)),
-        Ne => map2(d, a, b, |x, y| flag(x != y)),
-        Lt => map2(d, a, b, |x, y| flag(x < y)),
-        Le => map2(d, a, b, |x, y| flag(x <= y)),
-        Gt => map2(d, a, b, |x, y| flag(x > y)),
-        Ge => map2(d, a, b, |x, y| flag(x >= y)),
-        And => map2(d, a, b, |x, y| flag(x != zero && y != zero)),
-        Or => map2(d, a, b, |x, y| flag(x != zero || y != zero)),
+        Max => map2(d, a, b, &p, Scalar::max_nan),
+        Min => map2(d, a, b, &p, Scalar::min_nan),
+        Atan2 => map2(d, a, b, &p, FloatMath::atan2),
+        Eq => map2(d, a, b, &p, |x, y| flag(x == y)),
+        Ne => map2(d, a, b, &p, |x, y| flag(x != y)),
+        Lt => map2(d, a, b, &p, |x, y| flag(x < y)),
+        Le => map2(d, a, b, &p, |x, y| flag(x <= y)),
+        Gt => map2(d, a, b, &p, |x, y| flag(x > y)),
+        Ge => map2(d, a, b, &p, |x, y| flag(x >= y)),
+        And => map2(d, a, b, &p, |x, y| flag(x != zero && y != zero)),
+        Or => map2(d, a, b, &p, |x, y| flag(x != zero || y != zero)),
     }
 }
 
@@ -991,6 +1048,64 @@ mod tests {
                     y[i]
                 );
                 assert_eq!(cube[i], x[i] * x[i] * x[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_scales_and_shifts_fold_into_steps_without_changing_a_bit() {
+        let consts = [2.0f32, 0.7, 0.25, 0.5, 3.0, 1.0];
+        let p = Program {
+            inputs: 7,
+            instrs: vec![
+                Instr::Binary(Func2::Mul, 0, 0),   // 7
+                Instr::Binary(Func2::Add, 7, 0),   // 8: x * x + x
+                Instr::Binary(Func2::Sub, 1, 8),   // 9: 2 - that, its epilogue
+                Instr::Unary(Func1::Abs, 0),       // 10
+                Instr::Unary(Func1::Sqrt, 10),     // 11
+                Instr::Binary(Func2::Mul, 11, 2),  // 12
+                Instr::Binary(Func2::Sub, 12, 3),  // 13: sqrt |x| * 0.7 - 0.25
+                Instr::Binary(Func2::Mul, 0, 4),   // 14
+                Instr::Binary(Func2::Mul, 14, 13), // 15: x * 0.5 * 13 in one step
+                Instr::Binary(Func2::Mul, 0, 5),   // 16
+                Instr::Unary(Func1::ToF16, 16),    // 17
+                Instr::Binary(Func2::Add, 17, 6),  // 18: a rounding's epilogue
+                Instr::Unary(Func1::ToF16, 18),    // 19
+                Instr::Unary(Func1::Neg, 0),       // 20: an output, so not folded
+                Instr::Binary(Func2::Sub, 20, 6),  // 21
+            ],
+            outputs: vec![9, 13, 15, 19, 20, 21],
+        };
+        let want = |x: f32| {
+            let r = |v: f32| f16::from_f32(v).to_f32();
+            let t = x.abs().sqrt() * 0.7 - 0.25;
+            [2.0 - (x * x + x), t, x * 0.5 * t, r(r(x * 3.0) + 1.0), -x, -x - 1.0]
+        };
+        for n in [1000, 150_001] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| match i % 5 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => (i as f32 * 0.37).sin() * 4.0,
+                })
+                .collect();
+            let shape = [n];
+            let mut inputs = vec![Input::F32(View::new(&x, &shape, &[1], 0))];
+            for c in &consts {
+                inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &[0], 0)));
+            }
+            let plan = Plan::<f32>::new(&p, &inputs, &[true; 6]);
+            assert_eq!(plan.steps.len(), 9, "{:?}", plan.steps);
+            for simd in available_simd() {
+                let mut ys = vec![vec![0f32; n]; 6];
+                let mut outs: Vec<Output<'_>> = ys.iter_mut().map(|y| Output::F32(y)).collect();
+                run_on::<f32>(simd, &p, &inputs, &mut outs, &shape);
+                for (i, &v) in x.iter().enumerate() {
+                    for (k, w) in want(v).into_iter().enumerate() {
+                        let got = ys[k][i];
+                        assert_eq!(got.to_bits(), w.to_bits(), "{simd:?} {n} out {k} x={v}");
+                    }
+                }
             }
         }
     }

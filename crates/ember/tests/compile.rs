@@ -311,6 +311,39 @@ fn half_precision_regions_round_like_the_ops() {
 }
 
 #[test]
+fn scalar_scales_and_shifts_fold_without_changing_a_bit() {
+    // Each scalar `*`, `+`, `-` here becomes an epilogue of the step before it (or a
+    // three-operand step); with exact ops only, compiled must equal op by op bit for bit.
+    let f = |x: &[Array]| -> Result<Vec<Array>> {
+        let s = |v: f32| Array::scalar(v).astype(x[0].dtype());
+        let t = ops::subtract(
+            &ops::multiply(&ops::sqrt(&ops::abs(&ops::add(&x[0], &x[1])?)?)?, &s(0.7)?)?,
+            &s(0.25)?,
+        )?;
+        let u = ops::subtract(&s(2.0)?, &ops::add(&ops::multiply(&x[0], &x[0])?, &x[1])?)?;
+        let m = ops::multiply(&ops::multiply(&x[0], &s(0.5)?)?, &t)?;
+        let e = ops::multiply(&x[0], &s(3.0)?)?;
+        Ok(vec![t, u, m, ops::add(&e, &s(1.0)?)?, e])
+    };
+    let mut rng = Rng(0x0fa1_d5ca_1e00_0001);
+    for dtype in [Dtype::Float32, Dtype::Float16, Dtype::Bfloat16, Dtype::Float64] {
+        // Parallel tiles, a ragged last tile and a broadcast row.
+        let x =
+            [random_array(&mut rng, &[300, 257], dtype), random_array(&mut rng, &[1, 257], dtype)];
+        let want = f(&x).unwrap();
+        let got = compile(f)(&x).unwrap();
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.dtype(), dtype);
+            let (g, w) = (g.to_vec::<f64>().unwrap(), w.to_vec::<f64>().unwrap());
+            assert!(
+                g.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{dtype:?} output {k}"
+            );
+        }
+    }
+}
+
+#[test]
 fn traces_are_cached_per_signature() {
     let _g = switch_lock();
     let f =
