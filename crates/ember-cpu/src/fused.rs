@@ -322,13 +322,13 @@ enum Op {
     MulMul,
 }
 
-/// `y * mul + add` applied to a step's result `y`: later steps that only scaled or shifted it
-/// by a scalar, folded in. Each op rounds as the separate step did; a missing part is `* 1`
-/// or `+ -0`, which change no value (not even the sign of a zero).
+/// `y * mul`, `y + add` or `y * mul + add` applied to a step's result `y`: later steps that
+/// only scaled or shifted it by a scalar, folded in. Each op rounds as the separate step did.
 #[derive(Clone, Copy, Debug)]
-struct Affine<F> {
-    mul: F,
-    add: F,
+enum Affine<F> {
+    Mul(F),
+    Add(F),
+    MulAdd(F, F),
 }
 
 /// Where a step writes its tile.
@@ -482,9 +482,9 @@ impl<F: Compute> Plan<F> {
             let Some((op, args)) = *op else { continue };
             let post = match post[i] {
                 (None, None) => None,
-                (mul, add) => {
-                    Some(Affine { mul: mul.unwrap_or(F::one()), add: add.unwrap_or(-F::zero()) })
-                }
+                (Some(mul), None) => Some(Affine::Mul(mul)),
+                (None, Some(add)) => Some(Affine::Add(add)),
+                (Some(mul), Some(add)) => Some(Affine::MulAdd(mul, add)),
             };
             let v = n_in + i;
             let dst = match out_of[v] {
@@ -578,7 +578,7 @@ fn run_on<F: Compute>(
             // SAFETY: the CPU supports AVX2 and FMA (`run_on`'s contract, from `detect`),
             // all that `run_range_avx2` requires; its body is safe code.
             Simd::Avx2 => unsafe { run_range_avx2(&ctx, start, n, tile, outs) },
-            Simd::Portable => run_range::<F, false>(&ctx, start, n, tile, outs),
+            Simd::Portable => run_range::<F, false, false>(&ctx, start, n, tile, outs),
         }
     };
     if len >= PARALLEL_THRESHOLD {
@@ -687,7 +687,7 @@ unsafe fn run_range_avx512<F: Compute>(
     tile: usize,
     outs: &mut [Output<'_>],
 ) {
-    run_range::<F, true>(ctx, start, n, tile, outs)
+    run_range::<F, true, true>(ctx, start, n, tile, outs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -699,12 +699,13 @@ unsafe fn run_range_avx2<F: Compute>(
     tile: usize,
     outs: &mut [Output<'_>],
 ) {
-    run_range::<F, true>(ctx, start, n, tile, outs)
+    run_range::<F, true, false>(ctx, start, n, tile, outs)
 }
 
-/// Runs elements `start..start + n` (the outputs hold exactly those), tile by tile.
+/// Runs elements `start..start + n` (the outputs hold exactly those), tile by tile; `WIDE`
+/// (only for code compiled for AVX-512F) streams outputs with 512-bit stores.
 #[inline(always)]
-fn run_range<F: Compute, const FMA: bool>(
+fn run_range<F: Compute, const FMA: bool, const WIDE: bool>(
     ctx: &Ctx<'_, '_, F>,
     start: usize,
     n: usize,
@@ -741,7 +742,10 @@ fn run_range<F: Compute, const FMA: bool>(
             let Some(r) = *r else { continue };
             let src = &regs[r][..len];
             match F::native(out) {
-                Some(o) if ctx.stream => stream::copy(&mut o[t0..t0 + len], src),
+                // SAFETY: `WIDE` only where the CPU has AVX-512F (`run_range_avx512`).
+                Some(o) if ctx.stream => unsafe {
+                    stream::copy::<F, WIDE>(&mut o[t0..t0 + len], src)
+                },
                 _ => F::store(src, out, t0),
             }
         }
@@ -770,7 +774,9 @@ fn run_step<F: Compute, const FMA: bool>(
     let (a, b, c) = (src(0), src(1), src(2));
     match step.post {
         None => exec::<F, FMA>(step.op, dst, a, b, c, |y| y),
-        Some(Affine { mul, add }) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * mul + add),
+        Some(Affine::Mul(m)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * m),
+        Some(Affine::Add(t)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y + t),
+        Some(Affine::MulAdd(m, t)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * m + t),
     }
 }
 
