@@ -7,13 +7,17 @@
 //! data, f64 for f64): bools are 0 and 1, and half results are rounded by explicit
 //! [`Func1::ToF16`]/[`Func1::ToBf16`] instructions, so results match op-by-op evaluation.
 //! At run time each input is classified once: uniform (a scalar operand), contiguous in `F`
-//! (read in place), or anything else (gathered and converted into a register per tile).
+//! (read in place), or anything else (gathered and converted into a register per tile; an
+//! input whose donated buffer an output overwrites is read this way too, before the tile is
+//! written). An output of type `F` is written by its step directly, or, when the outputs are
+//! too large to stay cached, copied from its register with streaming stores.
 //! Registers are assigned by liveness, an instruction's register never aliases its operands,
 //! and each instruction is one tight loop over the tile that LLVM vectorises (compiled for
 //! AVX-512 or AVX2+FMA when the CPU has them). Tiles run in parallel above `PARALLEL_THRESHOLD`.
 
 use crate::scalar::num_like::FloatMath;
 use crate::scalar::{cast, Float, Scalar};
+use crate::stream;
 use crate::strided::{Rows, View, PARALLEL_THRESHOLD};
 use crate::vmath;
 use half::slice::HalfFloatSliceExt;
@@ -118,6 +122,23 @@ pub enum Input<'a> {
     F16(View<'a, f16>),
     Bf16(View<'a, bf16>),
     Bool(View<'a, bool>),
+    /// The current contents of output `k`: an input whose (donated) buffer that output
+    /// overwrites. Each tile reads it before the tile is written.
+    Output(usize),
+}
+
+/// `$body` with `$v` bound to the view of a view input, else `$other`.
+macro_rules! with_view {
+    ($x:expr, $v:ident => $body:expr, $other:expr) => {
+        match $x {
+            Input::F32($v) => $body,
+            Input::F64($v) => $body,
+            Input::F16($v) => $body,
+            Input::Bf16($v) => $body,
+            Input::Bool($v) => $body,
+            Input::Output(_) => $other,
+        }
+    };
 }
 
 /// A program output: a contiguous slice over the loop shape.
@@ -141,6 +162,8 @@ pub trait Compute:
 {
     /// The input's elements as one slice of `Self`, when it is contiguous and of this type.
     fn direct<'a>(input: &Input<'a>) -> Option<&'a [Self]>;
+    /// The output's elements as `Self`, when it is of this type (written without a copy).
+    fn native<'b>(out: &'b mut Output<'_>) -> Option<&'b mut [Self]>;
     /// Writes `src` into `out[start..]`, converting to the output's type.
     fn store(src: &[Self], out: &mut Output<'_>, start: usize);
     /// Rounds every value of `src` to half precision, into `dst`.
@@ -156,6 +179,12 @@ impl Compute for f32 {
     fn direct<'a>(input: &Input<'a>) -> Option<&'a [f32]> {
         match input {
             Input::F32(v) => v.contiguous(),
+            _ => None,
+        }
+    }
+    fn native<'b>(out: &'b mut Output<'_>) -> Option<&'b mut [f32]> {
+        match out {
+            Output::F32(o) => Some(o),
             _ => None,
         }
     }
@@ -216,6 +245,12 @@ impl Compute for f64 {
             _ => None,
         }
     }
+    fn native<'b>(out: &'b mut Output<'_>) -> Option<&'b mut [f64]> {
+        match out {
+            Output::F64(o) => Some(o),
+            _ => None,
+        }
+    }
     fn store(src: &[f64], out: &mut Output<'_>, start: usize) {
         let n = src.len();
         match out {
@@ -256,15 +291,9 @@ impl Compute for f64 {
     }
 }
 
-/// The first element of an input, converted (a uniform input holds only this value).
-fn first<F: Scalar>(input: &Input<'_>) -> F {
-    match input {
-        Input::F32(v) => cast(v.data[v.offset]),
-        Input::F64(v) => cast(v.data[v.offset]),
-        Input::F16(v) => cast(v.data[v.offset]),
-        Input::Bf16(v) => cast(v.data[v.offset]),
-        Input::Bool(v) => cast(v.data[v.offset]),
-    }
+/// The value of an input whose elements are all one element (a scalar operand).
+fn uniform<F: Scalar>(input: &Input<'_>) -> Option<F> {
+    with_view!(input, v => v.is_uniform().then(|| cast(v.data[v.offset])), None)
 }
 
 /// Bytes per register (one tile of values): the few registers a program uses stay in L1.
@@ -289,21 +318,42 @@ enum Op {
     Select,
     /// `a * b + c`, rounded after the multiply as separate ops would be.
     MulAdd,
+    /// `a * b * c`, rounded after the first multiply.
+    MulMul,
+}
+
+/// `y * mul`, `y + add` or `y * mul + add` applied to a step's result `y`: later steps that
+/// only scaled or shifted it by a scalar, folded in. Each op rounds as the separate step did.
+#[derive(Clone, Copy, Debug)]
+enum Affine<F> {
+    Mul(F),
+    Add(F),
+    MulAdd(F, F),
+}
+
+/// Where a step writes its tile.
+#[derive(Clone, Copy, Debug)]
+enum Dst {
+    Reg(usize),
+    /// Straight into output `k` (of the compute type, and read by no later step).
+    Out(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Step<F> {
     op: Op,
-    dst: usize,
+    dst: Dst,
     args: [Arg<F>; 3],
+    post: Option<Affine<F>>,
 }
 
-/// The program bound to one run's inputs: which inputs are gathered into which register,
-/// the steps, and the register holding each output.
+/// The program bound to one run's inputs and outputs: which inputs are gathered into which
+/// register, the steps, and the register each output is stored from (none when a step
+/// writes it directly).
 struct Plan<F> {
     gathers: Vec<(usize, usize)>,
     steps: Vec<Step<F>>,
-    outputs: Vec<usize>,
+    outputs: Vec<Option<usize>>,
     registers: usize,
 }
 
@@ -317,15 +367,16 @@ enum Source<F> {
 }
 
 impl<F: Compute> Plan<F> {
-    fn new(program: &Program, inputs: &[Input<'_>]) -> Plan<F> {
+    /// `native[k]` says whether output `k` is of type `F`.
+    fn new(program: &Program, inputs: &[Input<'_>], native: &[bool]) -> Plan<F> {
         let n_in = program.inputs;
         let n_values = n_in + program.instrs.len();
         let mut source: Vec<Source<F>> = inputs
             .iter()
             .enumerate()
             .map(|(i, x)| {
-                if view_is_uniform(x) {
-                    Source::Scalar(first(x))
+                if let Some(v) = uniform(x) {
+                    Source::Scalar(v)
                 } else if F::direct(x).is_some() {
                     Source::Direct(i)
                 } else {
@@ -355,17 +406,37 @@ impl<F: Compute> Plan<F> {
                 })
             })
             .collect();
+        // Peepholes on an operand that is the single use of an earlier result: a multiply
+        // feeding an add or a multiply becomes one three-operand step; a scalar scale or
+        // shift of any result becomes that result's step's epilogue, `(mul, add)`.
+        let mut post: Vec<(Option<F>, Option<F>)> = vec![(None, None); ops.len()];
         for i in 0..ops.len() {
-            let Some((Op::Binary(Func2::Add), [a, b, _])) = ops[i] else { continue };
+            let Some((op, [a, b, _])) = ops[i] else { continue };
             for (m, other) in [(a, b), (b, a)] {
-                let Some(j) = m.checked_sub(n_in) else { continue };
-                if uses[m] == 1 {
-                    if let Some((Op::Binary(Func2::Mul), [x, y, _])) = ops[j] {
-                        ops[i] = Some((Op::MulAdd, [x, y, other]));
+                let Some(j) = m.checked_sub(n_in).filter(|_| uses[m] == 1) else { continue };
+                let Some((inner, [x, y, _])) = ops[j] else { continue };
+                let plain = matches!(post[j], (None, None));
+                let fused = match (op, inner) {
+                    (Op::Binary(Func2::Add), Op::Binary(Func2::Mul)) if plain => Op::MulAdd,
+                    (Op::Binary(Func2::Mul), Op::Binary(Func2::Mul)) if plain => Op::MulMul,
+                    _ => {
+                        let Source::Scalar(c) = source[other] else { continue };
+                        let one = F::one();
+                        post[i] = match (op, post[j]) {
+                            (Op::Binary(Func2::Mul), (None, None)) => (Some(c), None),
+                            (Op::Binary(Func2::Add), (s, None)) => (s, Some(c)),
+                            (Op::Binary(Func2::Sub), (s, None)) if m == a => (s, Some(-c)),
+                            (Op::Binary(Func2::Sub), (None, None)) => (Some(-one), Some(c)),
+                            _ => continue,
+                        };
+                        ops[i] = ops[j];
                         ops[j] = None;
                         break;
                     }
-                }
+                };
+                ops[i] = Some((fused, [x, y, other]));
+                ops[j] = None;
+                break;
             }
         }
         // Last step reading each value (outputs are read after the last step).
@@ -399,12 +470,31 @@ impl<F: Compute> Plan<F> {
             Source::Direct(i) => Arg::Direct(i),
             _ => Arg::Reg(reg_of[v]),
         };
+        // Values only read as one output of type `F`: their step writes that output.
+        let mut out_of = vec![None; n_values];
+        for (k, &o) in program.outputs.iter().enumerate() {
+            if native[k] && uses[o] == 1 {
+                out_of[o] = Some(k);
+            }
+        }
         let mut steps = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let Some((op, args)) = *op else { continue };
+            let post = match post[i] {
+                (None, None) => None,
+                (Some(mul), None) => Some(Affine::Mul(mul)),
+                (None, Some(add)) => Some(Affine::Add(add)),
+                (Some(mul), Some(add)) => Some(Affine::MulAdd(mul, add)),
+            };
             let v = n_in + i;
-            reg_of[v] = alloc(&mut free);
-            steps.push(Step { op, dst: reg_of[v], args: args.map(|a| arg(a, &reg_of)) });
+            let dst = match out_of[v] {
+                Some(k) => Dst::Out(k),
+                None => {
+                    reg_of[v] = alloc(&mut free);
+                    Dst::Reg(reg_of[v])
+                }
+            };
+            steps.push(Step { op, dst, args: args.map(|a| arg(a, &reg_of)), post });
             let mut dead: Vec<usize> = args.to_vec();
             dead.sort_unstable();
             dead.dedup();
@@ -422,7 +512,7 @@ impl<F: Compute> Plan<F> {
             .iter()
             .map(|&o| {
                 assert!(o >= n_in, "a fused program's outputs must be instruction results");
-                reg_of[o]
+                out_of[o].is_none().then_some(reg_of[o])
             })
             .collect();
         Plan { gathers, steps, outputs, registers }
@@ -437,18 +527,9 @@ fn operands(ins: &Instr) -> Vec<usize> {
     }
 }
 
-fn view_is_uniform(x: &Input<'_>) -> bool {
-    match x {
-        Input::F32(v) => v.is_uniform(),
-        Input::F64(v) => v.is_uniform(),
-        Input::F16(v) => v.is_uniform(),
-        Input::Bf16(v) => v.is_uniform(),
-        Input::Bool(v) => v.is_uniform(),
-    }
-}
-
 /// Runs `program` over `len` elements (the row-major loop shape `shape` of every input and
-/// output view). Panics if the operand counts do not match the program (a caller bug).
+/// output view). Panics if the operand counts do not match the program or an
+/// [`Input::Output`] names no output (caller bugs).
 pub fn run<F: Compute>(
     program: &Program,
     inputs: &[Input<'_>],
@@ -472,10 +553,18 @@ fn run_on<F: Compute>(
     if len == 0 {
         return;
     }
-    let plan = Plan::<F>::new(program, inputs);
-    let rows: Vec<Rows<1>> = inputs.iter().map(rows_of).collect();
+    for x in inputs {
+        if let Input::Output(k) = x {
+            assert!(*k < outputs.len(), "fused program input reads a missing output");
+        }
+    }
+    // Large outputs are streamed from a register; others of type `F` are written in place.
+    let stream = outputs.iter().map(out_bytes).sum::<usize>() >= stream::STREAM_BYTES;
+    let native: Vec<bool> = outputs.iter_mut().map(|o| !stream && F::native(o).is_some()).collect();
+    let plan = Plan::<F>::new(program, inputs, &native);
+    let rows: Vec<Option<Rows<1>>> = inputs.iter().map(rows_of).collect();
     let direct: Vec<Option<&[F]>> = inputs.iter().map(F::direct).collect();
-    let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct };
+    let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct, stream };
     let tile = (TILE_BYTES / std::mem::size_of::<F>()).max(64);
     let task = tile * TILES_PER_TASK;
     let work = |start: usize, outs: &mut [Output<'_>]| {
@@ -489,7 +578,7 @@ fn run_on<F: Compute>(
             // SAFETY: the CPU supports AVX2 and FMA (`run_on`'s contract, from `detect`),
             // all that `run_range_avx2` requires; its body is safe code.
             Simd::Avx2 => unsafe { run_range_avx2(&ctx, start, n, tile, outs) },
-            Simd::Portable => run_range::<F, false>(&ctx, start, n, tile, outs),
+            Simd::Portable => run_range::<F, false, false>(&ctx, start, n, tile, outs),
         }
     };
     if len >= PARALLEL_THRESHOLD {
@@ -515,6 +604,16 @@ fn out_len(o: &Output<'_>) -> usize {
     }
 }
 
+fn out_bytes(o: &Output<'_>) -> usize {
+    match o {
+        Output::F32(s) => std::mem::size_of_val(*s),
+        Output::F64(s) => std::mem::size_of_val(*s),
+        Output::F16(s) => std::mem::size_of_val(*s),
+        Output::Bf16(s) => std::mem::size_of_val(*s),
+        Output::Bool(s) => std::mem::size_of_val(*s),
+    }
+}
+
 fn reborrow<'b>(o: &'b mut Output<'_>) -> Output<'b> {
     match o {
         Output::F32(s) => Output::F32(s),
@@ -536,22 +635,18 @@ fn chunks<'b>(o: &'b mut Output<'_>, n: usize) -> Vec<Output<'b>> {
     }
 }
 
-fn rows_of(x: &Input<'_>) -> Rows<1> {
-    match x {
-        Input::F32(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::F64(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::F16(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::Bf16(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-        Input::Bool(v) => Rows::new(v.shape, [v.strides], [v.offset]),
-    }
+fn rows_of(x: &Input<'_>) -> Option<Rows<1>> {
+    with_view!(x, v => Some(Rows::new(v.shape, [v.strides], [v.offset])), None)
 }
 
 /// What every tile of one run shares.
 struct Ctx<'p, 'a, F> {
     plan: &'p Plan<F>,
     inputs: &'p [Input<'a>],
-    rows: &'p [Rows<1>],
+    rows: &'p [Option<Rows<1>>],
     direct: &'p [Option<&'a [F]>],
+    /// Whether outputs of type `F` are written with streaming stores.
+    stream: bool,
 }
 
 /// The instruction sets the interpreter's loops are compiled for.
@@ -592,7 +687,7 @@ unsafe fn run_range_avx512<F: Compute>(
     tile: usize,
     outs: &mut [Output<'_>],
 ) {
-    run_range::<F, true>(ctx, start, n, tile, outs)
+    run_range::<F, true, true>(ctx, start, n, tile, outs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -604,12 +699,13 @@ unsafe fn run_range_avx2<F: Compute>(
     tile: usize,
     outs: &mut [Output<'_>],
 ) {
-    run_range::<F, true>(ctx, start, n, tile, outs)
+    run_range::<F, true, false>(ctx, start, n, tile, outs)
 }
 
-/// Runs elements `start..start + n` (the outputs hold exactly those), tile by tile.
+/// Runs elements `start..start + n` (the outputs hold exactly those), tile by tile; `WIDE`
+/// (only for code compiled for AVX-512F) streams outputs with 512-bit stores.
 #[inline(always)]
-fn run_range<F: Compute, const FMA: bool>(
+fn run_range<F: Compute, const FMA: bool, const WIDE: bool>(
     ctx: &Ctx<'_, '_, F>,
     start: usize,
     n: usize,
@@ -622,27 +718,80 @@ fn run_range<F: Compute, const FMA: bool>(
         let len = tile.min(n - t0);
         let first = start + t0;
         for &(i, r) in &ctx.plan.gathers {
-            gather(&ctx.inputs[i], &ctx.rows[i], first, &mut regs[r][..len]);
+            let dst = &mut regs[r][..len];
+            match (&ctx.inputs[i], &ctx.rows[i]) {
+                (Input::Output(k), _) => load(&outs[*k], t0, dst),
+                (x, Some(rows)) => gather(x, rows, first, dst),
+                (_, None) => unreachable!("every view input has rows"),
+            }
         }
         for step in &ctx.plan.steps {
-            let mut dst = std::mem::take(&mut regs[step.dst]);
-            {
-                let src = |a: Arg<F>| match a {
-                    Arg::Reg(r) => Src::Slice(&regs[r][..len]),
-                    Arg::Direct(i) => {
-                        Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len])
-                    }
-                    Arg::Scalar(v) => Src::Scalar(v),
-                };
-                let [a, b, c] = step.args.map(src);
-                exec::<F, FMA>(step.op, &mut dst[..len], a, b, c);
+            match step.dst {
+                Dst::Reg(r) => {
+                    let mut dst = std::mem::take(&mut regs[r]);
+                    run_step::<F, FMA>(ctx, step, &regs, first, &mut dst[..len]);
+                    regs[r] = dst;
+                }
+                Dst::Out(k) => {
+                    let out = F::native(&mut outs[k]).expect("planned for a native output");
+                    run_step::<F, FMA>(ctx, step, &regs, first, &mut out[t0..t0 + len]);
+                }
             }
-            regs[step.dst] = dst;
         }
-        for (out, &r) in outs.iter_mut().zip(&ctx.plan.outputs) {
-            F::store(&regs[r][..len], out, t0);
+        for (out, r) in outs.iter_mut().zip(&ctx.plan.outputs) {
+            let Some(r) = *r else { continue };
+            let src = &regs[r][..len];
+            match F::native(out) {
+                // SAFETY: `WIDE` only where the CPU has AVX-512F (`run_range_avx512`).
+                Some(o) if ctx.stream => unsafe {
+                    stream::copy::<F, WIDE>(&mut o[t0..t0 + len], src)
+                },
+                _ => F::store(src, out, t0),
+            }
         }
         t0 += len;
+    }
+    if ctx.stream {
+        stream::fence();
+    }
+}
+
+/// One step over the tile of elements `first..first + dst.len()`.
+#[inline(always)]
+fn run_step<F: Compute, const FMA: bool>(
+    ctx: &Ctx<'_, '_, F>,
+    step: &Step<F>,
+    regs: &[Vec<F>],
+    first: usize,
+    dst: &mut [F],
+) {
+    let len = dst.len();
+    let src = |k: usize| match step.args[k] {
+        Arg::Reg(r) => Src::Slice(&regs[r][..len]),
+        Arg::Direct(i) => Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len]),
+        Arg::Scalar(v) => Src::Scalar(v),
+    };
+    let (a, b, c) = (src(0), src(1), src(2));
+    match step.post {
+        None => exec::<F, FMA>(step.op, dst, a, b, c, |y| y),
+        Some(Affine::Mul(m)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * m),
+        Some(Affine::Add(t)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y + t),
+        Some(Affine::MulAdd(m, t)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * m + t),
+    }
+}
+
+/// Elements `start..start + dst.len()` of an output's current contents, converted into `dst`.
+fn load<F: Scalar>(out: &Output<'_>, start: usize, dst: &mut [F]) {
+    fn typed<T: Scalar, F: Scalar>(src: &[T], dst: &mut [F]) {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = cast(s));
+    }
+    let end = start + dst.len();
+    match out {
+        Output::F32(o) => typed(&o[start..end], dst),
+        Output::F64(o) => typed(&o[start..end], dst),
+        Output::F16(o) => typed(&o[start..end], dst),
+        Output::Bf16(o) => typed(&o[start..end], dst),
+        Output::Bool(o) => typed(&o[start..end], dst),
     }
 }
 
@@ -671,13 +820,7 @@ fn gather<F: Compute>(x: &Input<'_>, rows: &Rows<1>, first: usize, dst: &mut [F]
             col = 0;
         }
     }
-    match x {
-        Input::F32(v) => typed(v.data, rows, first, dst),
-        Input::F64(v) => typed(v.data, rows, first, dst),
-        Input::F16(v) => typed(v.data, rows, first, dst),
-        Input::Bf16(v) => typed(v.data, rows, first, dst),
-        Input::Bool(v) => typed(v.data, rows, first, dst),
-    }
+    with_view!(x, v => typed(v.data, rows, first, dst), unreachable!("not a view input"))
 }
 
 /// An operand during one tile.
@@ -688,7 +831,8 @@ enum Src<'a, F> {
 }
 
 #[inline(always)]
-fn map1<F: Copy>(d: &mut [F], a: Src<'_, F>, f: impl Fn(F) -> F) {
+fn map1<F: Copy>(d: &mut [F], a: Src<'_, F>, p: impl Fn(F) -> F, f: impl Fn(F) -> F) {
+    let f = |x| p(f(x));
     match a {
         Src::Slice(x) => d.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x)),
         Src::Scalar(v) => d.fill(f(v)),
@@ -696,7 +840,14 @@ fn map1<F: Copy>(d: &mut [F], a: Src<'_, F>, f: impl Fn(F) -> F) {
 }
 
 #[inline(always)]
-fn map2<F: Copy>(d: &mut [F], a: Src<'_, F>, b: Src<'_, F>, f: impl Fn(F, F) -> F) {
+fn map2<F: Copy>(
+    d: &mut [F],
+    a: Src<'_, F>,
+    b: Src<'_, F>,
+    p: impl Fn(F) -> F,
+    f: impl Fn(F, F) -> F,
+) {
+    let f = |x, y| p(f(x, y));
     match (a, b) {
         (Src::Slice(x), Src::Slice(y)) => {
             d.iter_mut().zip(x).zip(y).for_each(|((d, &x), &y)| *d = f(x, y))
@@ -713,8 +864,10 @@ fn map3<F: Copy>(
     a: Src<'_, F>,
     b: Src<'_, F>,
     c: Src<'_, F>,
+    p: impl Fn(F) -> F,
     f: impl Fn(F, F, F) -> F,
 ) {
+    let f = |x, y, z| p(f(x, y, z));
     use Src::{Scalar as V, Slice as S};
     match (a, b, c) {
         (S(x), S(y), S(z)) => {
@@ -745,7 +898,7 @@ fn flag<F: Scalar>(b: bool) -> F {
     }
 }
 
-/// One instruction over one tile.
+/// One instruction over one tile, each result passed through `p` (its epilogue).
 #[inline(always)]
 fn exec<F: Compute, const FMA: bool>(
     op: Op,
@@ -753,98 +906,103 @@ fn exec<F: Compute, const FMA: bool>(
     a: Src<'_, F>,
     b: Src<'_, F>,
     c: Src<'_, F>,
+    p: impl Fn(F) -> F + Copy,
 ) {
     match op {
-        Op::Unary(f) => unary::<F, FMA>(f, d, a),
-        Op::Binary(f) => binary(f, d, a, b),
-        Op::Select => map3(d, a, b, c, |c, x, y| if c != F::zero() { x } else { y }),
-        Op::MulAdd => map3(d, a, b, c, |x, y, z| x * y + z),
+        Op::Unary(f) => unary::<F, FMA>(f, d, a, p),
+        Op::Binary(f) => binary(f, d, a, b, p),
+        Op::Select => map3(d, a, b, c, p, |c, x, y| if c != F::zero() { x } else { y }),
+        Op::MulAdd => map3(d, a, b, c, p, |x, y, z| x * y + z),
+        Op::MulMul => map3(d, a, b, c, p, |x, y, z| x * y * z),
     }
 }
 
 #[inline(always)]
-fn unary<F: Compute, const FMA: bool>(f: Func1, d: &mut [F], a: Src<'_, F>) {
+fn unary<F: Compute, const FMA: bool>(f: Func1, d: &mut [F], a: Src<'_, F>, p: impl Fn(F) -> F) {
     use Func1::*;
     let one = F::one();
     match f {
-        Abs => map1(d, a, |x| x.abs()),
-        Neg => map1(d, a, |x| -x),
-        Sign => map1(d, a, Scalar::sign),
-        Square => map1(d, a, |x| x * x),
-        Exp => map1(d, a, F::exp_v::<FMA>),
-        Expm1 => map1(d, a, FloatMath::exp_m1),
-        Log => map1(d, a, F::log_v::<FMA>),
-        Log1p => map1(d, a, FloatMath::ln_1p),
-        Log2 => map1(d, a, FloatMath::log2),
-        Log10 => map1(d, a, FloatMath::log10),
-        Sqrt => map1(d, a, |x| x.sqrt()),
-        Rsqrt => map1(d, a, |x| one / x.sqrt()),
-        Recip => map1(d, a, |x| one / x),
-        Sin => map1(d, a, FloatMath::sin),
-        Cos => map1(d, a, FloatMath::cos),
-        Tan => map1(d, a, FloatMath::tan),
-        Asin => map1(d, a, FloatMath::asin),
-        Acos => map1(d, a, FloatMath::acos),
-        Atan => map1(d, a, FloatMath::atan),
-        Sinh => map1(d, a, FloatMath::sinh),
-        Cosh => map1(d, a, FloatMath::cosh),
-        Tanh => map1(d, a, F::tanh_v::<FMA>),
-        Asinh => map1(d, a, FloatMath::asinh),
-        Acosh => map1(d, a, FloatMath::acosh),
-        Atanh => map1(d, a, FloatMath::atanh),
-        Sigmoid => map1(d, a, F::sigmoid_v::<FMA>),
-        Erf => map1(d, a, F::erf_v::<FMA>),
-        Erfinv => map1(d, a, FloatMath::erfinv),
-        Floor => map1(d, a, FloatMath::floor),
-        Ceil => map1(d, a, FloatMath::ceil),
-        RoundEven => map1(d, a, FloatMath::round_ties_even),
-        IsNan => map1(d, a, |x| flag(x.is_nan())),
-        IsInf => map1(d, a, |x| flag(x.is_infinite())),
-        IsFinite => map1(d, a, |x| flag(x.is_finite())),
-        IsPosInf => map1(d, a, |x| flag(x == F::highest())),
-        IsNegInf => map1(d, a, |x| flag(x == F::lowest())),
-        Not => map1(d, a, |x| flag(x == F::zero())),
-        ToBool => map1(d, a, |x| flag(x != F::zero())),
-        Copy => map1(d, a, |x| x),
-        ToF16 | ToBf16 => match a {
-            Src::Slice(x) => F::round_half(d, x, f == ToBf16),
-            Src::Scalar(v) => {
-                d.fill(v);
-                let copy = d.to_vec();
-                F::round_half(d, &copy, f == ToBf16);
+        Abs => map1(d, a, &p, |x| x.abs()),
+        Neg => map1(d, a, &p, |x| -x),
+        Sign => map1(d, a, &p, Scalar::sign),
+        Square => map1(d, a, &p, |x| x * x),
+        Exp => map1(d, a, &p, F::exp_v::<FMA>),
+        Expm1 => map1(d, a, &p, FloatMath::exp_m1),
+        Log => map1(d, a, &p, F::log_v::<FMA>),
+        Log1p => map1(d, a, &p, FloatMath::ln_1p),
+        Log2 => map1(d, a, &p, FloatMath::log2),
+        Log10 => map1(d, a, &p, FloatMath::log10),
+        Sqrt => map1(d, a, &p, |x| x.sqrt()),
+        Rsqrt => map1(d, a, &p, |x| one / x.sqrt()),
+        Recip => map1(d, a, &p, |x| one / x),
+        Sin => map1(d, a, &p, FloatMath::sin),
+        Cos => map1(d, a, &p, FloatMath::cos),
+        Tan => map1(d, a, &p, FloatMath::tan),
+        Asin => map1(d, a, &p, FloatMath::asin),
+        Acos => map1(d, a, &p, FloatMath::acos),
+        Atan => map1(d, a, &p, FloatMath::atan),
+        Sinh => map1(d, a, &p, FloatMath::sinh),
+        Cosh => map1(d, a, &p, FloatMath::cosh),
+        Tanh => map1(d, a, &p, F::tanh_v::<FMA>),
+        Asinh => map1(d, a, &p, FloatMath::asinh),
+        Acosh => map1(d, a, &p, FloatMath::acosh),
+        Atanh => map1(d, a, &p, FloatMath::atanh),
+        Sigmoid => map1(d, a, &p, F::sigmoid_v::<FMA>),
+        Erf => map1(d, a, &p, F::erf_v::<FMA>),
+        Erfinv => map1(d, a, &p, FloatMath::erfinv),
+        Floor => map1(d, a, &p, FloatMath::floor),
+        Ceil => map1(d, a, &p, FloatMath::ceil),
+        RoundEven => map1(d, a, &p, FloatMath::round_ties_even),
+        IsNan => map1(d, a, &p, |x| flag(x.is_nan())),
+        IsInf => map1(d, a, &p, |x| flag(x.is_infinite())),
+        IsFinite => map1(d, a, &p, |x| flag(x.is_finite())),
+        IsPosInf => map1(d, a, &p, |x| flag(x == F::highest())),
+        IsNegInf => map1(d, a, &p, |x| flag(x == F::lowest())),
+        Not => map1(d, a, &p, |x| flag(x == F::zero())),
+        ToBool => map1(d, a, &p, |x| flag(x != F::zero())),
+        Copy => map1(d, a, &p, |x| x),
+        ToF16 | ToBf16 => {
+            match a {
+                Src::Slice(x) => F::round_half(d, x, f == ToBf16),
+                Src::Scalar(v) => {
+                    d.fill(v);
+                    let copy = d.to_vec();
+                    F::round_half(d, &copy, f == ToBf16);
+                }
             }
-        },
+            d.iter_mut().for_each(|y| *y = p(*y));
+        }
     }
 }
 
 #[inline(always)]
-fn binary<F: Compute>(f: Func2, d: &mut [F], a: Src<'_, F>, b: Src<'_, F>) {
+fn binary<F: Compute>(f: Func2, d: &mut [F], a: Src<'_, F>, b: Src<'_, F>, p: impl Fn(F) -> F) {
     use Func2::*;
     let zero = F::zero();
     match f {
-        Add => map2(d, a, b, |x, y| x + y),
-        Sub => map2(d, a, b, |x, y| x - y),
-        Mul => map2(d, a, b, |x, y| x * y),
-        Div => map2(d, a, b, |x, y| x / y),
-        FloorDiv => map2(d, a, b, Scalar::floor_div),
-        Rem => map2(d, a, b, Scalar::rem),
+        Add => map2(d, a, b, &p, |x, y| x + y),
+        Sub => map2(d, a, b, &p, |x, y| x - y),
+        Mul => map2(d, a, b, &p, |x, y| x * y),
+        Div => map2(d, a, b, &p, |x, y| x / y),
+        FloorDiv => map2(d, a, b, &p, Scalar::floor_div),
+        Rem => map2(d, a, b, &p, Scalar::rem),
         // Small integer exponents as products: as fast as the multiplies they stand for.
         Pow => match b {
-            Src::Scalar(e) if e == F::one() + F::one() => map1(d, a, |x| x * x),
-            Src::Scalar(e) if e == F::one() + F::one() + F::one() => map1(d, a, |x| x * x * x),
-            _ => map2(d, a, b, Scalar::pow),
+            Src::Scalar(e) if e == F::one() + F::one() => map1(d, a, &p, |x| x * x),
+            Src::Scalar(e) if e == F::one() + F::one() + F::one() => map1(d, a, &p, |x| x * x * x),
+            _ => map2(d, a, b, &p, Scalar::pow),
         },
-        Max => map2(d, a, b, Scalar::max_nan),
-        Min => map2(d, a, b, Scalar::min_nan),
-        Atan2 => map2(d, a, b, FloatMath::atan2),
-        Eq => map2(d, a, b, |x, y| flag(x == y)),
-        Ne => map2(d, a, b, |x, y| flag(x != y)),
-        Lt => map2(d, a, b, |x, y| flag(x < y)),
-        Le => map2(d, a, b, |x, y| flag(x <= y)),
-        Gt => map2(d, a, b, |x, y| flag(x > y)),
-        Ge => map2(d, a, b, |x, y| flag(x >= y)),
-        And => map2(d, a, b, |x, y| flag(x != zero && y != zero)),
-        Or => map2(d, a, b, |x, y| flag(x != zero || y != zero)),
+        Max => map2(d, a, b, &p, Scalar::max_nan),
+        Min => map2(d, a, b, &p, Scalar::min_nan),
+        Atan2 => map2(d, a, b, &p, FloatMath::atan2),
+        Eq => map2(d, a, b, &p, |x, y| flag(x == y)),
+        Ne => map2(d, a, b, &p, |x, y| flag(x != y)),
+        Lt => map2(d, a, b, &p, |x, y| flag(x < y)),
+        Le => map2(d, a, b, &p, |x, y| flag(x <= y)),
+        Gt => map2(d, a, b, &p, |x, y| flag(x > y)),
+        Ge => map2(d, a, b, &p, |x, y| flag(x >= y)),
+        And => map2(d, a, b, &p, |x, y| flag(x != zero && y != zero)),
+        Or => map2(d, a, b, &p, |x, y| flag(x != zero || y != zero)),
     }
 }
 
@@ -896,6 +1054,64 @@ mod tests {
                     y[i]
                 );
                 assert_eq!(cube[i], x[i] * x[i] * x[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_scales_and_shifts_fold_into_steps_without_changing_a_bit() {
+        let consts = [2.0f32, 0.7, 0.25, 0.5, 3.0, 1.0];
+        let p = Program {
+            inputs: 7,
+            instrs: vec![
+                Instr::Binary(Func2::Mul, 0, 0),   // 7
+                Instr::Binary(Func2::Add, 7, 0),   // 8: x * x + x
+                Instr::Binary(Func2::Sub, 1, 8),   // 9: 2 - that, its epilogue
+                Instr::Unary(Func1::Abs, 0),       // 10
+                Instr::Unary(Func1::Sqrt, 10),     // 11
+                Instr::Binary(Func2::Mul, 11, 2),  // 12
+                Instr::Binary(Func2::Sub, 12, 3),  // 13: sqrt |x| * 0.7 - 0.25
+                Instr::Binary(Func2::Mul, 0, 4),   // 14
+                Instr::Binary(Func2::Mul, 14, 13), // 15: x * 0.5 * 13 in one step
+                Instr::Binary(Func2::Mul, 0, 5),   // 16
+                Instr::Unary(Func1::ToF16, 16),    // 17
+                Instr::Binary(Func2::Add, 17, 6),  // 18: a rounding's epilogue
+                Instr::Unary(Func1::ToF16, 18),    // 19
+                Instr::Unary(Func1::Neg, 0),       // 20: an output, so not folded
+                Instr::Binary(Func2::Sub, 20, 6),  // 21
+            ],
+            outputs: vec![9, 13, 15, 19, 20, 21],
+        };
+        let want = |x: f32| {
+            let r = |v: f32| f16::from_f32(v).to_f32();
+            let t = x.abs().sqrt() * 0.7 - 0.25;
+            [2.0 - (x * x + x), t, x * 0.5 * t, r(r(x * 3.0) + 1.0), -x, -x - 1.0]
+        };
+        for n in [1000, 150_001] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| match i % 5 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => (i as f32 * 0.37).sin() * 4.0,
+                })
+                .collect();
+            let shape = [n];
+            let mut inputs = vec![Input::F32(View::new(&x, &shape, &[1], 0))];
+            for c in &consts {
+                inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &[0], 0)));
+            }
+            let plan = Plan::<f32>::new(&p, &inputs, &[true; 6]);
+            assert_eq!(plan.steps.len(), 9, "{:?}", plan.steps);
+            for simd in available_simd() {
+                let mut ys = vec![vec![0f32; n]; 6];
+                let mut outs: Vec<Output<'_>> = ys.iter_mut().map(|y| Output::F32(y)).collect();
+                run_on::<f32>(simd, &p, &inputs, &mut outs, &shape);
+                for (i, &v) in x.iter().enumerate() {
+                    for (k, w) in want(v).into_iter().enumerate() {
+                        let got = ys[k][i];
+                        assert_eq!(got.to_bits(), w.to_bits(), "{simd:?} {n} out {k} x={v}");
+                    }
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ pub mod reduce;
 pub mod scalar;
 pub mod scan;
 pub mod sort;
+pub mod stream;
 pub mod strided;
 pub mod vmap;
 pub mod vmath;

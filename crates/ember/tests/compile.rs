@@ -1,8 +1,9 @@
 //! `compile`: compiled functions equal their uncompiled selves (200 seeded random graphs of
 //! elementwise, broadcast, reduce and matmul ops over random shapes and dtypes), the
 //! simplifications are observable (CSE, constant folding and merging, fusion), traces are
-//! cached per signature (or per ranks when shapeless), `disable_compile` bypasses the cache,
-//! and gradients through and of compiled functions equal hand-computed derivatives.
+//! cached per signature (or per ranks when shapeless, re-deriving reshapes), `disable_compile`
+//! bypasses the cache, compiled steps overwrite dead inputs, and gradients through and of
+//! compiled functions equal hand-computed derivatives.
 
 use ember::bf16;
 use ember::prelude::*;
@@ -310,6 +311,39 @@ fn half_precision_regions_round_like_the_ops() {
 }
 
 #[test]
+fn scalar_scales_and_shifts_fold_without_changing_a_bit() {
+    // Each scalar `*`, `+`, `-` here becomes an epilogue of the step before it (or a
+    // three-operand step); with exact ops only, compiled must equal op by op bit for bit.
+    let f = |x: &[Array]| -> Result<Vec<Array>> {
+        let s = |v: f32| Array::scalar(v).astype(x[0].dtype());
+        let t = ops::subtract(
+            &ops::multiply(&ops::sqrt(&ops::abs(&ops::add(&x[0], &x[1])?)?)?, &s(0.7)?)?,
+            &s(0.25)?,
+        )?;
+        let u = ops::subtract(&s(2.0)?, &ops::add(&ops::multiply(&x[0], &x[0])?, &x[1])?)?;
+        let m = ops::multiply(&ops::multiply(&x[0], &s(0.5)?)?, &t)?;
+        let e = ops::multiply(&x[0], &s(3.0)?)?;
+        Ok(vec![t, u, m, ops::add(&e, &s(1.0)?)?, e])
+    };
+    let mut rng = Rng(0x0fa1_d5ca_1e00_0001);
+    for dtype in [Dtype::Float32, Dtype::Float16, Dtype::Bfloat16, Dtype::Float64] {
+        // Parallel tiles, a ragged last tile and a broadcast row.
+        let x =
+            [random_array(&mut rng, &[300, 257], dtype), random_array(&mut rng, &[1, 257], dtype)];
+        let want = f(&x).unwrap();
+        let got = compile(f)(&x).unwrap();
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.dtype(), dtype);
+            let (g, w) = (g.to_vec::<f64>().unwrap(), w.to_vec::<f64>().unwrap());
+            assert!(
+                g.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{dtype:?} output {k}"
+            );
+        }
+    }
+}
+
+#[test]
 fn traces_are_cached_per_signature() {
     let _g = switch_lock();
     let f =
@@ -423,4 +457,95 @@ fn errors_of_the_function_surface_from_the_call() {
     );
     let err = cf(&[Array::from_slice(&[1f32; 6], &[2, 3]).unwrap()]).unwrap_err();
     assert!(err.to_string().contains("[matmul]"), "{err}");
+}
+
+/// The address of an evaluated array's buffer.
+fn buffer_ptr(x: &Array) -> usize {
+    x.eval().unwrap();
+    x.ready().unwrap().buffer.as_ptr() as usize
+}
+
+/// `x * 2` evaluated: a fresh buffer that only the returned array holds.
+fn doubled(x: &Array) -> Array {
+    let y = ops::multiply(x, &Array::scalar(2f32).astype(x.dtype()).unwrap()).unwrap();
+    y.eval().unwrap();
+    y
+}
+
+#[test]
+fn compiled_steps_write_over_dead_inputs() {
+    // One fused region with two outputs of the inputs' dtype, y = tanh(0.7 a) + b and y * b:
+    // each overwrites an input.
+    let f = |x: &[Array]| -> Result<Vec<Array>> {
+        let c = Array::scalar(0.7f32).astype(x[0].dtype())?;
+        let y = ops::add(&ops::tanh(&ops::multiply(&x[0], &c)?)?, &x[1])?;
+        Ok(vec![y.clone(), ops::multiply(&y, &x[1])?])
+    };
+    let c = Compiled::new(f, CompileOptions::default());
+    let mut rng = Rng(0xd0_4a7e);
+    // Up to large enough (in f32) for the parallel, streaming-store path; ragged last tiles.
+    for (case, n) in [7usize, 1000, 70_001, (1 << 22) + 5].into_iter().enumerate() {
+        let dtype = [Dtype::Float64, Dtype::Float16, Dtype::Bfloat16, Dtype::Float32][case];
+        let (a, b) = (random_array(&mut rng, &[n], dtype), random_array(&mut rng, &[n], dtype));
+        let want = f(&[doubled(&a), doubled(&b)]).unwrap();
+        let (a2, b2) = (doubled(&a), doubled(&b));
+        assert_eq!(c.stats(&[a2.clone(), b2.clone()]).unwrap().nodes, 1, "one fused node");
+        let mut ptrs = [buffer_ptr(&a2), buffer_ptr(&b2)];
+        let got = c.call(&[a2, b2]).unwrap(); // the arguments die here
+        let mut reused = [buffer_ptr(&got[0]), buffer_ptr(&got[1])];
+        (ptrs.sort(), reused.sort());
+        assert_eq!(reused, ptrs, "case {case}: the outputs took the inputs' buffers");
+        let tol = if dtype.size() == 2 { 3e-2 } else { 1e-5 };
+        for i in 0..2 {
+            assert_close(&got[i], &want[i], tol, &format!("case {case} output {i}"));
+        }
+    }
+    // Held or broadcast inputs are never overwritten.
+    let a = doubled(&random_array(&mut rng, &[300], Dtype::Float32));
+    let b = doubled(&random_array(&mut rng, &[1], Dtype::Float32));
+    let before = a.to_vec::<f32>().unwrap();
+    let got = c.call(&[a.clone(), b.clone()]).unwrap();
+    let want = f(&[a.clone(), b]).unwrap();
+    for i in 0..2 {
+        assert_close(&got[i], &want[i], 1e-6, "held");
+        assert_ne!(buffer_ptr(&got[i]), buffer_ptr(&a));
+    }
+    assert_eq!(a.to_vec::<f32>().unwrap(), before);
+}
+
+#[test]
+fn shapeless_replays_rederive_reshapes_and_broadcasts() {
+    // MLX's test_shapeless_compile_with_reshape: the flattened size is traced as a number.
+    let f = |x: &[Array]| -> Result<Vec<Array>> {
+        let s = x[0].shape();
+        let y = ops::reshape(&ops::exp(&x[0])?, &[(s[0] * s[1]) as isize, -1])?;
+        Ok(vec![ops::expand_dims(&ops::squeeze(&ops::flatten(&y, 0, -1)?, None)?, &[0])?, y])
+    };
+    let c = Compiled::new(f, CompileOptions { shapeless: true });
+    let mut rng = Rng(0x5a_9e1e55);
+    for shape in [[2usize, 3, 4], [2, 3, 8], [5, 5, 5], [1, 7, 1]] {
+        let x = random_array(&mut rng, &shape, Dtype::Float32);
+        let (got, want) = (c.call(&[x.clone()]).unwrap(), f(&[x]).unwrap());
+        for (g, w) in got.iter().zip(&want) {
+            assert_close(g, w, 1e-6, &format!("reshapes at {shape:?}"));
+        }
+    }
+    assert_eq!(c.trace_count(), 1);
+    // Splitting an axis whose extent changed cannot be re-derived: a clear error.
+    let split = |x: &[Array]| -> Result<Vec<Array>> { Ok(vec![ops::reshape(&x[0], &[2, 3])?]) };
+    let c = Compiled::new(split, CompileOptions { shapeless: true });
+    assert_eq!(c.call(&[vec_f32(&[1.0; 6])]).unwrap()[0].shape(), [2, 3]);
+    let err = c.call(&[vec_f32(&[1.0; 12])]).unwrap_err().to_string();
+    assert!(err.contains("[compile]") && err.contains("reshape"), "{err}");
+    // broadcast_to keeps its traced extents on broadcast axes; the others follow the input.
+    let bc = |x: &[Array]| -> Result<Vec<Array>> {
+        Ok(vec![ops::broadcast_to(&ops::negative(&x[0])?, &[3, x[0].shape()[1]])?])
+    };
+    let c = Compiled::new(bc, CompileOptions { shapeless: true });
+    for cols in [4usize, 6] {
+        let x = random_array(&mut rng, &[1, cols], Dtype::Float32);
+        assert_close(&c.call(&[x.clone()]).unwrap()[0], &bc(&[x]).unwrap()[0], 0.0, "bcast");
+    }
+    let err = c.call(&[random_array(&mut rng, &[2, 6], Dtype::Float32)]).unwrap_err();
+    assert!(err.to_string().contains("broadcast"), "{err}");
 }

@@ -1,47 +1,89 @@
 //! Fused programs on the CPU: lowers an `Op::Compiled` program onto the interpreter of
 //! `ember_cpu::fused` (half-precision results get explicit rounding instructions, casts
 //! between float types of one class become roundings or nothing) and runs it over the
-//! inputs broadcast to the output shape.
+//! inputs broadcast to the output shape, writing over donated inputs where it can.
 
 use super::layout::broadcast;
-use crate::array::{alloc_output, typed_mut, ReadyArray};
-use crate::buffer::Buffer;
+use crate::array::{alloc_output, ReadyArray};
 use crate::dtype::Dtype;
 use crate::op::{Op, OutSpec};
 use crate::transforms::compile::{binary_fn, unary_fn, FusedProgram};
 use crate::{bail, Result};
 use ember_cpu::fused::{self, Func1, Input, Instr, Output, Program};
 
-/// Computes the outputs of `program` (all of the broadcast shape of the inputs).
+/// Computes the outputs of `program` (all of the broadcast shape of the inputs). An output
+/// overwrites a donated input of its dtype and shape when there is one, as elementwise ops
+/// do, instead of allocating.
 pub fn eval(
     program: &FusedProgram,
-    inputs: &[ReadyArray],
+    inputs: &mut [ReadyArray],
     outputs: &[OutSpec],
 ) -> Result<Vec<ReadyArray>> {
     let shape = outputs.first().map(|o| o.0.clone()).unwrap_or_default();
     let lowered = lower(program)?;
-    let views: Vec<ReadyArray> = inputs.iter().map(|x| broadcast(x, &shape)).collect();
-    let ins = views.iter().map(input).collect::<Result<Vec<_>>>()?;
+    let donors = donors(inputs, outputs);
+    let donor_of = |i: usize| donors.iter().position(|&d| d == Some(i));
+    // A donated input is read through the output that overwrites it.
+    let views: Vec<Option<ReadyArray>> = (0..inputs.len())
+        .map(|i| donor_of(i).is_none().then(|| broadcast(&inputs[i], &shape)))
+        .collect();
+    let ins = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Some(v) => input(v),
+            None => Ok(Input::Output(donor_of(i).expect("a donated input"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let n: usize = shape.iter().product();
-    let mut buffers =
-        outputs.iter().map(|(_, d)| alloc_output(*d, n)).collect::<Result<Vec<Buffer>>>()?;
+    let mut fresh = outputs
+        .iter()
+        .zip(&donors)
+        .map(|((s, d), donor)| match donor {
+            Some(_) => Ok(None),
+            None => Ok(Some(ReadyArray::contiguous(alloc_output(*d, n)?, s.clone(), *d))),
+        })
+        .collect::<Result<Vec<Option<ReadyArray>>>>()?;
     {
-        let mut outs = buffers
-            .iter_mut()
-            .zip(outputs)
-            .map(|(b, (_, d))| output(b, *d, n))
-            .collect::<Result<Vec<_>>>()?;
+        let mut donated: Vec<Option<&mut ReadyArray>> = inputs.iter_mut().map(Some).collect();
+        let mut outs = Vec::with_capacity(outputs.len());
+        for (f, donor) in fresh.iter_mut().zip(&donors) {
+            let target = match (f, donor) {
+                (Some(f), _) => f,
+                (None, Some(i)) => donated[*i].take().expect("one output per donor"),
+                (None, None) => unreachable!("an output without a donor is allocated"),
+            };
+            outs.push(output(target, &shape)?.expect("a fresh or donatable output"));
+        }
         if program.computes_in_f64() {
             fused::run::<f64>(&lowered, &ins, &mut outs, &shape);
         } else {
             fused::run::<f32>(&lowered, &ins, &mut outs, &shape);
         }
     }
-    Ok(buffers
+    Ok(fresh
         .into_iter()
-        .zip(outputs)
-        .map(|(b, (s, d))| ReadyArray::contiguous(b, s.clone(), *d))
+        .zip(&donors)
+        .map(|(f, donor)| f.unwrap_or_else(|| inputs[donor.expect("donated")].clone()))
         .collect())
+}
+
+/// For each output, the input it may overwrite: one of its dtype and shape that no one else
+/// holds (each input given to one output at most).
+fn donors(inputs: &mut [ReadyArray], outputs: &[OutSpec]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; inputs.len()];
+    outputs
+        .iter()
+        .map(|(shape, dtype)| {
+            let i = (0..inputs.len()).find(|&i| {
+                !taken[i]
+                    && inputs[i].dtype == *dtype
+                    && matches!(output(&mut inputs[i], shape), Ok(Some(_)))
+            })?;
+            taken[i] = true;
+            Some(i)
+        })
+        .collect()
 }
 
 fn input(x: &ReadyArray) -> Result<Input<'_>> {
@@ -55,13 +97,14 @@ fn input(x: &ReadyArray) -> Result<Input<'_>> {
     })
 }
 
-fn output(buffer: &mut Buffer, dtype: Dtype, n: usize) -> Result<Output<'_>> {
-    Ok(match dtype {
-        Dtype::Float32 => Output::F32(&mut typed_mut(buffer)[..n]),
-        Dtype::Float64 => Output::F64(&mut typed_mut(buffer)[..n]),
-        Dtype::Float16 => Output::F16(&mut typed_mut(buffer)[..n]),
-        Dtype::Bfloat16 => Output::Bf16(&mut typed_mut(buffer)[..n]),
-        Dtype::Bool => Output::Bool(&mut typed_mut(buffer)[..n]),
+/// `x`'s elements as an output of `shape`, when no one else holds them.
+fn output<'a>(x: &'a mut ReadyArray, shape: &[usize]) -> Result<Option<Output<'a>>> {
+    Ok(match x.dtype {
+        Dtype::Float32 => x.donatable(shape).map(Output::F32),
+        Dtype::Float64 => x.donatable(shape).map(Output::F64),
+        Dtype::Float16 => x.donatable(shape).map(Output::F16),
+        Dtype::Bfloat16 => x.donatable(shape).map(Output::Bf16),
+        Dtype::Bool => x.donatable(shape).map(Output::Bool),
         d => bail!("compiled", "fused programs do not produce {} outputs", d),
     })
 }

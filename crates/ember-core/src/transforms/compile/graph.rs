@@ -2,6 +2,7 @@
 //! and captured constants, simplified (constant folding, constant merging, no-op removal,
 //! common-subexpression elimination, dead-node removal) and replayed lazily on new inputs.
 
+use super::shapeless;
 use crate::array::{Array, OpNode};
 use crate::dtype::Dtype;
 use crate::op::{Op, OutSpec};
@@ -198,8 +199,16 @@ impl Graph {
             Value::Node(k, i) => outs[k][i].clone(),
         };
         for node in &self.nodes {
-            let inputs = node.inputs.iter().map(|&v| get(v, &outs)).collect();
-            outs.push(Array::from_op_multi(node.op.clone(), inputs)?);
+            let inputs: Vec<Array> = node.inputs.iter().map(|&v| get(v, &outs)).collect();
+            // A shapeless replay on a new shape re-derives the shapes that ops carry.
+            let op = match (&node.op, inputs.first()) {
+                (Op::Layout(l), Some(x)) if x.shape() != self.spec(node.inputs[0]).0 => {
+                    let traced = self.spec(node.inputs[0]).0;
+                    Op::Layout(shapeless::rederive(l, &traced, &node.specs[0].0, x.shape())?)
+                }
+                (op, _) => op.clone(),
+            };
+            outs.push(Array::from_op_multi(op, inputs)?);
         }
         Ok(self.outputs.iter().map(|&v| get(v, &outs)).collect())
     }

@@ -11,12 +11,14 @@
 //! functions (the compiled op differentiates and batches through its plain ops).
 //!
 //! As in MLX, the function must be pure: a trace captures what it did for one signature,
-//! side effects and values read through `item()` included. Shapeless functions must not
-//! bake shapes into their ops (reshape to a fixed shape, `broadcast_to`).
+//! side effects and values read through `item()` included. A shapeless replay on new shapes
+//! re-derives the target shapes of reshapes and `broadcast_to` (`shapeless.rs`), and fails
+//! clearly for a reshape it cannot re-derive.
 
 mod fuse;
 mod graph;
 mod program;
+mod shapeless;
 
 pub(crate) use program::{binary_fn, unary_fn};
 pub use program::{FusedInstr, FusedProgram};
