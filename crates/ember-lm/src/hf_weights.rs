@@ -17,8 +17,7 @@ use crate::weights::WeightSource;
 use ember_core::io::load_safetensors;
 use ember_core::{Array, Dtype};
 use ember_nn::{
-    AffineQuantizedEmbedding, AffineQuantizedLinear, AffineWeight, Embed, Embedding, Linear,
-    Module,
+    AffineQuantizedEmbedding, AffineQuantizedLinear, AffineWeight, Embed, Embedding, Linear, Module,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -296,6 +296,21 @@ fn gelu_fuses_into_one_pass_over_large_and_strided_inputs() {
 }
 
 #[test]
+fn outputs_too_large_for_the_cache_stream_out_the_same_values() {
+    // Above 16 MiB a fused output leaves its registers by streaming stores; a length that is
+    // no multiple of a tile or a cache line checks the ragged ends too.
+    let n = (16 << 20) / 4 + 4099;
+    let data: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.0007).sin() * 4.0).collect();
+    let x = Array::from_slice(&data, &[n]).unwrap();
+    let f = |x: &[Array]| -> Result<Vec<Array>> { Ok(vec![gelu(&x[0])?]) };
+    let got = compile(f)(&[x]).unwrap().remove(0).to_vec::<f32>().unwrap();
+    for i in (0..n).step_by(4093).chain(n - 70..n) {
+        let (g, w) = (got[i] as f64, gelu_f64(data[i] as f64));
+        assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "element {i}: {g}, want {w}");
+    }
+}
+
+#[test]
 fn half_precision_regions_round_like_the_ops() {
     let f = |x: &[Array]| -> Result<Vec<Array>> {
         let y = ops::add(&ops::multiply(&x[0], &x[0])?, &Array::scalar(bf16::from_f32(1.0)))?;
