@@ -200,7 +200,8 @@ def render(samples, peers):
 def write_results(table, command, model, note):
     cpu = sh("lscpu | grep 'Model name' | cut -d: -f2", shell=True).stdout.strip()
     load = os.getloadavg()
-    section = f"""<!-- llm -->
+    tag = f"llm:{os.path.basename(model)}"  # one section per model file
+    section = f"""<!-- {tag} -->
 ## LLM inference: {os.path.basename(model)}
 
 Date: {datetime.date.today()}. Machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}.
@@ -213,12 +214,13 @@ better (throughput: ember / peer; times and memory: peer / ember). llama.cpp's s
 `llama-completion -c {CONTEXT}` (the positions this run needs, as ember's KV cache holds).
 
 {table}
-<!-- /llm -->
+<!-- /{tag} -->
 """
     path = os.path.join(HERE, "RESULTS.md")
     old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    if "<!-- llm -->" in old:
-        old = re.sub(r"<!-- llm -->.*<!-- /llm -->\n?", lambda _: section, old, flags=re.S)
+    if f"<!-- {tag} -->" in old:
+        pattern = f"<!-- {re.escape(tag)} -->.*<!-- /{re.escape(tag)} -->\n?"
+        old = re.sub(pattern, lambda _: section, old, flags=re.S)
     else:
         old = old.rstrip("\n") + "\n\n" + section
     with open(path, "w") as f:
