@@ -11,7 +11,7 @@
 //! and multiplied the same way.
 
 use crate::affine::{per_word, supports, unpack_group};
-use crate::matmul::{Gemm, MatRef};
+use crate::matmul::{place_column_blocks, Gemm, MatRef};
 use crate::scalar::FloatElem;
 use rayon::prelude::*;
 
@@ -372,12 +372,7 @@ fn matmul_t_tiles<T: FloatElem<Acc = f32>>(
             part
         })
         .collect();
-    for (t, part) in parts.iter().enumerate() {
-        let rows = part.len() / m;
-        for (i, p) in part.chunks_exact(rows).enumerate() {
-            out[i * n + t * tile..][..rows].copy_from_slice(p);
-        }
-    }
+    place_column_blocks(out, &parts, m, n, tile);
 }
 
 /// `out (m x n) = x (m x k) @ W` for a quantized `W` of `k` rows of `n` values, as

@@ -5,7 +5,7 @@
 //! when the CPU has them); several rows widen blocks of weight rows into f32 scratch once and
 //! multiply them with the f32 GEMM.
 
-use crate::matmul::{Gemm, MatRef};
+use crate::matmul::{place_column_blocks, Gemm, MatRef};
 use half::f16;
 use rayon::prelude::*;
 
@@ -44,12 +44,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize
             part
         })
         .collect();
-    for (c, part) in parts.iter().enumerate() {
-        let nb = part.len() / m;
-        for (i, row) in part.chunks_exact(nb).enumerate() {
-            out[i * n + c * BLOCK_ROWS..][..nb].copy_from_slice(row);
-        }
-    }
+    place_column_blocks(out, &parts, m, n, BLOCK_ROWS);
 }
 
 fn widen(b: [u8; 2]) -> f32 {

@@ -42,6 +42,23 @@ pub trait Gemm: Scalar {
     fn matmul(out: &mut [Self], a: MatRef<Self>, b: MatRef<Self>, m: usize, n: usize, k: usize);
 }
 
+/// Places column blocks computed apart into `out` (m x n, row-major): `parts[c]` is `m` rows
+/// of `part.len() / m` columns starting at column `c * block`.
+pub(crate) fn place_column_blocks(
+    out: &mut [f32],
+    parts: &[Vec<f32>],
+    m: usize,
+    n: usize,
+    block: usize,
+) {
+    for (c, part) in parts.iter().enumerate() {
+        let cols = part.len() / m;
+        for (i, row) in part.chunks_exact(cols).enumerate() {
+            out[i * n + c * block..][..cols].copy_from_slice(row);
+        }
+    }
+}
+
 /// Threads for a product of `m * n * k` multiply-adds: one below the size where splitting
 /// pays for waking the pool.
 fn threads(m: usize, n: usize, k: usize) -> usize {

@@ -14,6 +14,7 @@ use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
 use crate::ggml::{dequantize, half, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
+use crate::matmul::place_column_blocks;
 use crate::quantized_k as kq;
 use crate::quantized_packed as packed;
 
@@ -511,12 +512,7 @@ pub fn matmul(
             t
         })
         .collect();
-    for (c, part) in parts.iter().enumerate() {
-        let nr = part.len() / m;
-        for (i, pi) in part.chunks_exact(nr).enumerate() {
-            out[i * n + c * task..][..nr].copy_from_slice(pi);
-        }
-    }
+    place_column_blocks(out, &parts, m, n, task);
 }
 
 #[cfg(test)]
