@@ -4,12 +4,13 @@
 
 mod common;
 
-use common::fixture_path;
+use common::{fixture_path, logits};
 use ember_core::io::load_safetensors;
-use ember_core::{Array, Dtype};
+use ember_core::Dtype;
 use ember_lm::convert::convert;
 use ember_lm::hf_weights::Quantization;
-use ember_lm::{load, Llama};
+use ember_lm::sample::argmax;
+use ember_lm::load;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -28,17 +29,6 @@ fn ids(dir: &str) -> Vec<u32> {
     let j: Value = serde_json::from_str(&text).unwrap();
     let m = j["models"].as_array().unwrap().iter().find(|m| m["dir"] == dir).unwrap();
     m["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
-
-fn logits(model: &Llama, ids: &[u32]) -> Vec<Vec<f32>> {
-    let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
-    let x = Array::from_slice(&ids, &[1, ids.len()]).unwrap();
-    let out = model.forward(&x, &mut model.make_cache(None)).unwrap().to_vec::<f32>().unwrap();
-    out.chunks(model.config().vocab_size).map(|r| r.to_vec()).collect()
-}
-
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
 }
 
 /// Converts `dir` into a scratch directory; returns it and the progress lines.

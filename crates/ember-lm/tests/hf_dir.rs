@@ -6,11 +6,12 @@
 
 mod common;
 
-use common::fixture_path;
+use common::{fixture_path, logits};
 use ember_core::io::{load_safetensors, save_safetensors};
 use ember_core::{Array, Dtype};
 use ember_lm::hf::config_from_json;
-use ember_lm::{load, Llama, Message};
+use ember_lm::sample::argmax;
+use ember_lm::{load, Message};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -51,17 +52,6 @@ fn fixture() -> (String, Vec<DirCase>) {
         })
         .collect();
     (j["text"].as_str().unwrap().to_string(), cases)
-}
-
-fn logits(model: &Llama, ids: &[u32]) -> Vec<Vec<f32>> {
-    let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
-    let x = Array::from_slice(&ids, &[1, ids.len()]).unwrap();
-    let out = model.forward(&x, &mut model.make_cache(None)).unwrap().to_vec::<f32>().unwrap();
-    out.chunks(model.config().vocab_size).map(|r| r.to_vec()).collect()
-}
-
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
 }
 
 /// Best minus second-best value of a row.

@@ -1,7 +1,17 @@
 //! Shared test helpers: fixture paths and the references written by scripts/fixtures/lm.py.
 #![allow(dead_code)]
 
+use ember_core::Array;
+use ember_lm::Llama;
 use std::path::PathBuf;
+
+/// The model's logits at every position of `ids` (one row per position), from a fresh cache.
+pub fn logits(model: &Llama, ids: &[u32]) -> Vec<Vec<f32>> {
+    let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+    let x = Array::from_slice(&ids, &[1, ids.len()]).unwrap();
+    let out = model.forward(&x, &mut model.make_cache(None)).unwrap().to_vec::<f32>().unwrap();
+    out.chunks(model.config().vocab_size).map(|r| r.to_vec()).collect()
+}
 
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
