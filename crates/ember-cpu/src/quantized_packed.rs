@@ -52,6 +52,17 @@ fn lane_runs(ty: GgmlType, l: usize, mut word: impl FnMut(usize, usize, usize, u
     }
 }
 
+/// Copies a run of [`lane_runs`] (2 or 4 bytes), each byte xored with `mask`; a 4-byte run
+/// moves as one word, which makes packing at load several times faster than a byte loop.
+#[inline(always)]
+fn move_run(dst: &mut [u8], src: &[u8], mask: u8) {
+    if let (Ok(d), Ok(s)) = (<&mut [u8; 4]>::try_from(&mut *dst), <&[u8; 4]>::try_from(src)) {
+        *d = (u32::from_ne_bytes(*s) ^ u32::from_ne_bytes([mask; 4])).to_ne_bytes();
+        return;
+    }
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d = s ^ mask);
+}
+
 /// True when [`pack`] would pack a matrix of `rows` rows of `ty`.
 pub fn can_pack(ty: GgmlType, rows: usize) -> bool {
     packable(ty) && rows.is_multiple_of(LANES)
@@ -76,9 +87,7 @@ pub fn pack_groups(ty: GgmlType, src: &[u8], dst: &mut [u8], row_bytes: usize) {
             for l in 0..LANES {
                 let blk = &sg[l * row_bytes + b * ts..][..ts];
                 lane_runs(ty, l, |bi, si, n, mask| {
-                    for t in 0..n {
-                        sb[si + t] = blk[bi + t] ^ mask;
-                    }
+                    move_run(&mut sb[si..][..n], &blk[bi..][..n], mask)
                 });
             }
         }
@@ -112,11 +121,7 @@ pub fn pack(ty: GgmlType, bytes: &mut [u8], rows: usize) -> bool {
 
 /// Row `l`'s block (row layout bytes, `ty.type_size()` long) from a super-block.
 fn unpack_lane(ty: GgmlType, sb: &[u8], l: usize, blk: &mut [u8]) {
-    lane_runs(ty, l, |bi, si, n, mask| {
-        for t in 0..n {
-            blk[bi + t] = sb[si + t] ^ mask;
-        }
-    });
+    lane_runs(ty, l, |bi, si, n, mask| move_run(&mut blk[bi..][..n], &sb[si..][..n], mask));
 }
 
 /// Row `row` of a packed matrix (`w`, rows of `row_bytes`) in the row layout.

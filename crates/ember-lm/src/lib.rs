@@ -96,6 +96,7 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
             Some(ChatTemplate::new(src)?)
         }
     };
+    file.release_resident_pages();
     Ok(LoadedModel { model, tokenizer, chat_template, path: path.to_path_buf() })
 }
 

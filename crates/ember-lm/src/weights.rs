@@ -347,8 +347,11 @@ impl WeightSource for GgufWeights<'_> {
         self.shape_of(&self.name(name)?)
     }
 
+    /// A copy, not a view of the file: these are norms and biases, and views would keep the
+    /// file's pages around them resident after load (see `GgufFile::release_resident_pages`).
     fn array(&self, name: &str) -> Result<Array> {
-        Ok(self.file.dequantize(&self.name(name)?)?)
+        let a = self.file.dequantize(&self.name(name)?)?;
+        Ok(Array::from_vec(a.to_vec::<f32>()?, a.shape())?)
     }
 
     fn linear(&self, name: &str) -> Result<Box<dyn Module>> {

@@ -9,8 +9,8 @@ use ember_core::io::load_safetensors;
 use ember_core::Dtype;
 use ember_lm::convert::convert;
 use ember_lm::hf_weights::Quantization;
-use ember_lm::sample::argmax;
 use ember_lm::load;
+use ember_lm::sample::argmax;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -465,6 +465,17 @@ impl GgufFile {
         })
     }
 
+    /// Drops the file's pages from this process's resident memory. Model loaders call it once
+    /// the model is built: parsing copied the metadata, small tensors are copies, and
+    /// quantized matrices were read into memory, so only large views of the file still use
+    /// the map, and they fault their pages back in as they are read.
+    pub fn release_resident_pages(&self) {
+        #[cfg(unix)]
+        // SAFETY: the map is read-only and shared with the file, so its pages hold no changes
+        // to lose: a later read faults the same bytes back in from the page cache or the file.
+        let _ = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    }
+
     /// The format version (2 or 3).
     pub fn version(&self) -> u32 {
         self.version
