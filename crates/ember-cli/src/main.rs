@@ -8,6 +8,7 @@ mod args;
 mod chat;
 mod convert;
 mod generate;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
