@@ -6,7 +6,9 @@ use ember_lm::default_model::default_model;
 use ember_lm::generate::GenerateConfig;
 use ember_lm::penalty::RepetitionPenalty;
 use ember_lm::sample::SamplerConfig;
+use ember_lm::{load, LoadedModel};
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// `\n` typed on the command line as a newline.
 pub fn unescape(text: &str) -> String {
@@ -28,6 +30,14 @@ impl ModelArgs {
             Some(p) => Ok(p.clone()),
             None => default_model(&mut |msg| eprintln!("{msg}")),
         }
+    }
+
+    /// Loads the model, with the seconds loading took (fetching the default model excluded).
+    pub fn load_timed(&self) -> Result<(LoadedModel, f64), ember_lm::Error> {
+        let path = self.path()?;
+        let start = Instant::now();
+        let m = load(&path)?;
+        Ok((m, start.elapsed().as_secs_f64()))
     }
 }
 

@@ -2,11 +2,11 @@
 //! stderr, as mlx_lm.generate.
 
 use crate::args::{unescape, ContextArgs, ModelArgs, SamplingArgs};
+use crate::report;
 use clap::Args;
 use ember_lm::generate::{Finish, GenerateConfig};
-use ember_lm::{load, stream_generate};
+use ember_lm::stream_generate;
 use std::io::{Read, Write};
-use std::time::Instant;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -30,14 +30,6 @@ pub struct GenerateArgs {
     ignore_eos: bool,
 }
 
-/// Peak resident memory of this process in bytes (Linux's VmHWM), if known.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 pub fn generate(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
     let prompt = if args.prompt == "-" {
         let mut text = String::new();
@@ -46,10 +38,7 @@ pub fn generate(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         unescape(&args.prompt)
     };
-    let path = args.model.path()?;
-    let start = Instant::now();
-    let m = load(&path)?;
-    let load_time = start.elapsed().as_secs_f64();
+    let (m, load_time) = args.model.load_timed()?;
     let tokens = m.prompt_tokens(
         &prompt,
         args.context.system_prompt.as_deref(),
@@ -76,23 +65,13 @@ pub fn generate(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
         _ => "max tokens",
     };
     eprintln!("==========");
-    eprintln!("Load: {load_time:.3} s ({})", path.display());
+    eprintln!("{}", report::load(load_time, &m.path));
     eprintln!("Prompt: {} tokens, {:.3} tokens-per-sec", r.prompt_tokens, r.prompt_tps);
     eprintln!(
         "Generation: {} tokens, {:.3} tokens-per-sec (stopped at {stop})",
         r.generation_tokens, r.generation_tps
     );
     eprintln!("Time to first token: {:.3} s", r.time_to_first_token);
-    let gb = |b: u64| b as f64 / 1e9;
-    match peak_rss() {
-        Some(rss) => eprintln!(
-            "Peak memory: {:.3} GB (resident), {:.3} GB (arrays)",
-            gb(rss),
-            gb(ember_core::get_peak_memory() as u64)
-        ),
-        None => {
-            eprintln!("Peak memory: {:.3} GB (arrays)", gb(ember_core::get_peak_memory() as u64))
-        }
-    }
+    eprintln!("{}", report::peak_memory());
     Ok(())
 }

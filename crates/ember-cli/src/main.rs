@@ -1,13 +1,16 @@
 //! `ember`: the command line. `ember generate` runs a language model on a prompt with
 //! mlx_lm.generate's flags, streaming the text to stdout and the speed figures to stderr;
 //! `ember chat` holds a conversation as mlx_lm.chat does; `ember convert` rewrites a model
-//! directory in MLX's layout, optionally quantized, as mlx_lm.convert. Without `--model` they use the
-//! default model (fetched once; see `ember_lm::default_model`).
+//! directory in MLX's layout, optionally quantized, as mlx_lm.convert; `ember bench llm`
+//! times prompt processing and generation on a random prompt, as mlx_lm.benchmark. Without
+//! `--model` they use the default model (fetched once; see `ember_lm::default_model`).
 
 mod args;
+mod bench;
 mod chat;
 mod convert;
 mod generate;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +31,8 @@ enum Command {
     /// Convert a Hugging Face model directory to MLX's layout, optionally quantized (as
     /// mlx_lm.convert).
     Convert(convert::ConvertArgs),
+    /// Benchmarks (`ember bench llm`: a model's speed, as mlx_lm.benchmark).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::generate(args),
         Command::Chat(args) => chat::chat(args),
         Command::Convert(args) => convert::convert(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! The `ember` binary end to end on the tiny fixture models of ember-lm (context of 64
-//! tokens): chat turns from stdin, stop strings, clear errors for prompts too long, and a
-//! Hugging Face directory in place of a GGUF file.
+//! tokens): chat turns from stdin, stop strings, clear errors for prompts too long, a
+//! Hugging Face directory in place of a GGUF file, and `bench llm`'s report and flag checks.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -101,4 +101,66 @@ fn generate_and_chat_run_a_hugging_face_directory() {
     let chat = ember_on(&dir, &["chat", "--max-tokens", "8"], "Hello world\nq\n");
     assert!(chat.status.success(), "{}", stderr(&chat));
     assert!(stdout(&chat).starts_with(&stdout(&from_dir)), "{}", stdout(&chat));
+}
+
+/// The numbers in `line` (digits and dots between other characters), in order.
+fn numbers(line: &str) -> Vec<f64> {
+    line.split(|c: char| !c.is_ascii_digit() && c != '.')
+        .filter_map(|w| w.trim_matches('.').parse().ok())
+        .collect()
+}
+
+/// The line of `text` starting with `prefix`.
+fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?}: {text}"))
+}
+
+#[test]
+fn bench_llm_reports_each_trial_and_the_medians() {
+    let run = ember(&["bench", "llm", "-p", "5", "-g", "4", "-n", "3", "--seed", "7"], "");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (out, err) = (stdout(&run), stderr(&run));
+    let trials: Vec<&str> = err.lines().filter(|l| l.starts_with("Trial ")).collect();
+    assert_eq!(trials.len(), 3, "{err}");
+    for (i, line) in trials.iter().enumerate() {
+        let prefix = format!("Trial {}/3: prompt 5 tokens, ", i + 1);
+        assert!(line.starts_with(&prefix), "{line}");
+        assert!(line.contains("; generation 4 tokens, "), "{line}");
+    }
+    assert!(out.contains("Trials: 3, prompt 5 tokens, generation 4 tokens\n"), "{out}");
+    for figure in ["Prompt tokens-per-sec:", "Generation tokens-per-sec:", "Time to first token"] {
+        let line = line_starting(&out, figure);
+        let n = numbers(line.split_once(':').unwrap().1);
+        let [median, min, max] = n[..] else { panic!("not median, min, max: {line}") };
+        assert!(min > 0.0 && min.is_finite() && min <= median && median <= max, "{line}");
+    }
+    assert!(line_starting(&out, "Load: ").contains("tiny_llama_untied.gguf"), "{out}");
+    // The resident peak (the arrays' peak may round to 0.000 GB on the tiny model).
+    assert!(numbers(line_starting(&out, "Peak memory: "))[0] > 0.0, "{out}");
+}
+
+#[test]
+fn bench_llm_fills_the_context_but_not_past_it() {
+    // 54 + 10 tokens fill the context of 64; the last token is never run through the model.
+    let full = ember(&["bench", "llm", "-p", "54", "-g", "10", "-n", "1"], "");
+    assert!(full.status.success(), "{}", stderr(&full));
+    assert!(stderr(&full).contains("prompt 54 tokens, "), "{}", stderr(&full));
+    assert!(stderr(&full).contains("generation 10 tokens, "), "{}", stderr(&full));
+    let over = ember(&["bench", "llm", "-p", "55", "-g", "10", "-n", "1"], "");
+    assert!(!over.status.success());
+    let err = stderr(&over);
+    assert!(err.contains("--prompt-tokens (55) plus --generation-tokens (10) is 65"), "{err}");
+    assert!(err.contains("the model's context of 64 tokens"), "{err}");
+}
+
+#[test]
+fn bench_llm_rejects_zero_counts_naming_the_flag() {
+    for (flag, name) in
+        [("-p", "--prompt-tokens"), ("-g", "--generation-tokens"), ("-n", "--num-trials")]
+    {
+        let run = ember(&["bench", "llm", flag, "0"], "");
+        assert!(!run.status.success(), "{flag} 0 was accepted");
+        let err = stderr(&run);
+        assert!(err.contains(&format!("invalid value '0' for '{name}")), "{flag}: {err}");
+    }
 }
