@@ -52,17 +52,6 @@ fn lane_runs(ty: GgmlType, l: usize, mut word: impl FnMut(usize, usize, usize, u
     }
 }
 
-/// Copies a run of [`lane_runs`] (2 or 4 bytes), each byte xored with `mask`; a 4-byte run
-/// moves as one word, which makes packing at load several times faster than a byte loop.
-#[inline(always)]
-fn move_run(dst: &mut [u8], src: &[u8], mask: u8) {
-    if let (Ok(d), Ok(s)) = (<&mut [u8; 4]>::try_from(&mut *dst), <&[u8; 4]>::try_from(src)) {
-        *d = (u32::from_ne_bytes(*s) ^ u32::from_ne_bytes([mask; 4])).to_ne_bytes();
-        return;
-    }
-    dst.iter_mut().zip(src).for_each(|(d, s)| *d = s ^ mask);
-}
-
 /// True when [`pack`] would pack a matrix of `rows` rows of `ty`.
 pub fn can_pack(ty: GgmlType, rows: usize) -> bool {
     packable(ty) && rows.is_multiple_of(LANES)
@@ -82,13 +71,36 @@ pub fn pack_groups(ty: GgmlType, src: &[u8], dst: &mut [u8], row_bytes: usize) {
         "pack_groups: not whole groups of {} blocks",
         ty.name()
     );
+    match ty {
+        GgmlType::Q4_0 => pack_blocks::<18, 2>(src, dst, row_bytes, 0),
+        GgmlType::Q4_1 => pack_blocks::<20, 4>(src, dst, row_bytes, 0),
+        _ => pack_blocks::<34, 2>(src, dst, row_bytes, 0x80),
+    }
+}
+
+/// [`pack_groups`] for blocks of `TS` bytes that start with `SCALES` bytes of f16 fields, the
+/// layout of [`lane_runs`] with the sizes known at compile time, so that the copies unroll
+/// into word moves (a generic byte loop made packing most of a model's load time).
+fn pack_blocks<const TS: usize, const SCALES: usize>(
+    src: &[u8],
+    dst: &mut [u8],
+    row_bytes: usize,
+    mask: u8,
+) {
+    let mask = u32::from_ne_bytes([mask; 4]);
+    let group = LANES * row_bytes;
     for (sg, dg) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
-        for (b, sb) in dg.chunks_exact_mut(LANES * ts).enumerate() {
+        for (b, sb) in dg.chunks_exact_mut(LANES * TS).enumerate() {
+            let (scales, codes) = sb.split_at_mut(SCALES * LANES);
             for l in 0..LANES {
-                let blk = &sg[l * row_bytes + b * ts..][..ts];
-                lane_runs(ty, l, |bi, si, n, mask| {
-                    move_run(&mut sb[si..][..n], &blk[bi..][..n], mask)
-                });
+                let blk: &[u8; TS] = sg[l * row_bytes + b * TS..][..TS].try_into().unwrap();
+                for f in 0..SCALES / 2 {
+                    scales[f * 2 * LANES + 2 * l..][..2].copy_from_slice(&blk[2 * f..2 * f + 2]);
+                }
+                for (c, word) in blk[SCALES..].chunks_exact(4).enumerate() {
+                    let w = u32::from_ne_bytes(word.try_into().unwrap()) ^ mask;
+                    codes[c * 4 * LANES + 4 * l..][..4].copy_from_slice(&w.to_ne_bytes());
+                }
             }
         }
     }
@@ -121,7 +133,11 @@ pub fn pack(ty: GgmlType, bytes: &mut [u8], rows: usize) -> bool {
 
 /// Row `l`'s block (row layout bytes, `ty.type_size()` long) from a super-block.
 fn unpack_lane(ty: GgmlType, sb: &[u8], l: usize, blk: &mut [u8]) {
-    lane_runs(ty, l, |bi, si, n, mask| move_run(&mut blk[bi..][..n], &sb[si..][..n], mask));
+    lane_runs(ty, l, |bi, si, n, mask| {
+        for t in 0..n {
+            blk[bi + t] = sb[si + t] ^ mask;
+        }
+    });
 }
 
 /// Row `row` of a packed matrix (`w`, rows of `row_bytes`) in the row layout.
