@@ -135,3 +135,25 @@ fn threads_can_evaluate_a_shared_graph() {
         assert!((v[100] - 200.0).abs() < 1e-3);
     }
 }
+
+/// Evaluations from several threads at once, each splitting its kernels over the one pool:
+/// every one finishes with its own result.
+#[test]
+fn concurrent_evaluations_with_parallel_kernels_finish() {
+    let handles: Vec<_> = (1..=4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    let a = ops::full(&[192, 256], &Array::scalar(t as f32), Dtype::Float32);
+                    let b = ops::full(&[256, 160], &Array::scalar(i as f32), Dtype::Float32);
+                    let c = ops::matmul(&a.unwrap(), &b.unwrap()).unwrap();
+                    let want = 256.0 * (t * i) as f32;
+                    assert!(c.to_vec::<f32>().unwrap().iter().all(|&x| x == want), "{t} {i}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
