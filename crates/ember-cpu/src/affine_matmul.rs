@@ -410,15 +410,11 @@ pub fn matmul<T: FloatElem<Acc = f32>>(
 mod tests {
     use super::*;
     use crate::affine::{dequantize, quantize};
+    use crate::quantized::tests::uniform;
     use half::bf16;
 
     fn values(count: usize, seed: &mut u64) -> Vec<f32> {
-        (0..count)
-            .map(|_| {
-                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        (0..count).map(|_| uniform(seed)).collect()
     }
 
     /// A random (rows x cols) matrix quantized, and its dequantized values.

@@ -209,6 +209,7 @@ const FEW_ROWS: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quantized::tests::uniform;
 
     fn view<'a, T: Copy>(data: &'a [T], shape: &'a [usize], strides: &'a [isize]) -> View<'a, T> {
         View::new(data, shape, strides, 0)
@@ -292,12 +293,7 @@ mod tests {
     #[test]
     fn few_rows_and_gemm_paths_match_naive_attention() {
         let mut seed = 0x2545_f491_u64;
-        let mut rand = move || {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut rand = move || uniform(&mut seed);
         // Grouped heads (3 query heads per key/value head); q_len 1 and 2 give blocks of 3 and
         // 6 rows (the direct path: AVX-512 for sizes in multiples of 16, with value blocks of
         // 4, 4 + 1 and 3 vectors, plain loops for the others), 5 gives 15 (the GEMM path).

@@ -117,6 +117,7 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quantized::tests::uniform;
 
     /// `x @ W^T` in f64.
     fn reference(x: &[f32], w: &[u8], m: usize, n: usize, k: usize) -> Vec<f64> {
@@ -137,12 +138,7 @@ mod tests {
     #[test]
     fn products_match_f64_for_one_and_several_rows() {
         let mut seed = 0x9e37_79b9_u64;
-        let mut rand = move || {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut rand = move || uniform(&mut seed);
         // k a multiple of 16 and not (the tail), n not a multiple of 4 (the row tail), sizes
         // past the parallel threshold and past one block of weight rows.
         for (m, n, k) in [(1, 7, 48), (1, 37, 40), (1, 1030, 160), (5, 9, 40), (3, 600, 96)] {

@@ -525,6 +525,11 @@ pub(crate) mod tests {
         (*seed >> 33) as u32
     }
 
+    /// A value in [-1, 1) from [`lcg`]: test data for the float kernels.
+    pub(crate) fn uniform(seed: &mut u64) -> f32 {
+        (lcg(seed) >> 7) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+    }
+
     /// Random blocks of `ty` with sane f16 scales (bytes otherwise random).
     pub(crate) fn random_blocks(ty: GgmlType, blocks: usize, seed: &mut u64) -> Vec<u8> {
         let mut bytes: Vec<u8> = (0..blocks * ty.type_size()).map(|_| lcg(seed) as u8).collect();
