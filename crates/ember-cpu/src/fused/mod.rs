@@ -14,6 +14,8 @@
 //! Registers are assigned by liveness, an instruction's register never aliases its operands,
 //! and each instruction is one tight loop over the tile that LLVM vectorises (compiled for
 //! AVX-512 or AVX2+FMA when the CPU has them). Tiles run in parallel above `PARALLEL_THRESHOLD`.
+//! Known chains around a transcendental (GELU's tanh form, see `patterns`) are one step each,
+//! computed in registers with the same roundings.
 
 use crate::scalar::num_like::FloatMath;
 use crate::scalar::{cast, Float, Scalar};
@@ -23,6 +25,8 @@ use crate::vmath;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
+
+mod patterns;
 
 /// Elementwise functions of one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,7 +316,7 @@ enum Arg<F> {
 
 /// A planned instruction: the op after peephole fusion, its register and operands.
 #[derive(Clone, Copy, Debug)]
-enum Op {
+enum Op<F> {
     Unary(Func1),
     Binary(Func2),
     Select,
@@ -320,6 +324,9 @@ enum Op {
     MulAdd,
     /// `a * b * c`, rounded after the first multiply.
     MulMul,
+    /// `(h a) (s + tanh(c (a + k a^3)))` for `[h, s, c, k]`: the tanh form of GELU, see
+    /// [`patterns::fold_gelu_tanh`].
+    GeluTanh([F; 4]),
 }
 
 /// `y * mul`, `y + add` or `y * mul + add` applied to a step's result `y`: later steps that
@@ -341,7 +348,7 @@ enum Dst {
 
 #[derive(Clone, Copy, Debug)]
 struct Step<F> {
-    op: Op,
+    op: Op<F>,
     dst: Dst,
     args: [Arg<F>; 3],
     post: Option<Affine<F>>,
@@ -395,7 +402,7 @@ impl<F: Compute> Plan<F> {
         for &o in &program.outputs {
             uses[o] += 1;
         }
-        let mut ops: Vec<Option<(Op, [usize; 3])>> = program
+        let mut ops: Vec<Option<(Op<F>, [usize; 3])>> = program
             .instrs
             .iter()
             .map(|ins| {
@@ -406,6 +413,7 @@ impl<F: Compute> Plan<F> {
                 })
             })
             .collect();
+        patterns::fold_gelu_tanh(&mut ops, &source, &uses, n_in);
         // Peepholes on an operand that is the single use of an earlier result: a multiply
         // feeding an add or a multiply becomes one three-operand step; a scalar scale or
         // shift of any result becomes that result's step's epilogue, `(mul, add)`.
@@ -901,7 +909,7 @@ fn flag<F: Scalar>(b: bool) -> F {
 /// One instruction over one tile, each result passed through `p` (its epilogue).
 #[inline(always)]
 fn exec<F: Compute, const FMA: bool>(
-    op: Op,
+    op: Op<F>,
     d: &mut [F],
     a: Src<'_, F>,
     b: Src<'_, F>,
@@ -914,6 +922,10 @@ fn exec<F: Compute, const FMA: bool>(
         Op::Select => map3(d, a, b, c, p, |c, x, y| if c != F::zero() { x } else { y }),
         Op::MulAdd => map3(d, a, b, c, p, |x, y, z| x * y + z),
         Op::MulMul => map3(d, a, b, c, p, |x, y, z| x * y * z),
+        Op::GeluTanh([h, s, c, k]) => map1(d, a, p, |x| {
+            let t = (c * (x + k * (x * x * x))).tanh_v::<FMA>();
+            h * x * (s + t)
+        }),
     }
 }
 
@@ -1116,7 +1128,7 @@ mod tests {
         }
     }
 
-    fn available_simd() -> Vec<Simd> {
+    pub(super) fn available_simd() -> Vec<Simd> {
         let mut all = vec![Simd::Portable];
         #[cfg(target_arch = "x86_64")]
         {
