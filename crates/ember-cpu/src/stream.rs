@@ -16,43 +16,82 @@ pub const STREAM_BYTES: usize = 16 << 20;
 #[inline(always)]
 pub unsafe fn copy<T: Copy, const WIDE: bool>(dst: &mut [T], src: &[T]) {
     assert_eq!(dst.len(), src.len(), "stream copy lengths");
+    // SAFETY: forwarded from this function's contract.
+    unsafe { map::<T, WIDE>(dst, src, |x| x) }
+}
+
+/// `dst[i] = f(src[i])` (equal lengths, elements of 4 or 8 bytes), each whole 64-byte line of
+/// `dst` computed into a line of registers and written by streaming stores as in [`copy`]:
+/// a one-pass kernel's result leaves without a round trip through the cache.
+///
+/// # Safety
+/// As for [`copy`].
+#[inline(always)]
+pub unsafe fn map<T: Copy, const WIDE: bool>(dst: &mut [T], src: &[T], f: impl Fn(T) -> T) {
+    assert_eq!(dst.len(), src.len(), "stream map lengths");
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match std::mem::size_of::<T>() {
+            4 => map_lines::<T, 16, WIDE>(dst, src, f),
+            8 => map_lines::<T, 8, WIDE>(dst, src, f),
+            size => panic!("stream map of {size}-byte elements"),
+        }
+    }
+}
+
+/// [`map`] for `L` elements per 64-byte line. Same contract.
+#[inline(always)]
+unsafe fn map_lines<T: Copy, const L: usize, const WIDE: bool>(
+    dst: &mut [T],
+    src: &[T],
+    f: impl Fn(T) -> T,
+) {
+    let plain = |d: &mut [T], s: &[T]| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s));
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{__m128i, __m512i, _mm_loadu_si128, _mm_stream_si128};
-        use std::arch::x86_64::{_mm512_loadu_si512, _mm512_stream_si512};
-        // Plain copies up to the first cache-line aligned element and after the last full
+        // Plain stores up to the first cache-line aligned element and after the last full
         // line; each line is written by consecutive stores, so it leaves whole.
         let head = dst.as_ptr().align_offset(64).min(dst.len());
         let (dst_head, dst_body) = dst.split_at_mut(head);
         let (src_head, src_body) = src.split_at(head);
-        dst_head.copy_from_slice(src_head);
-        let lines = std::mem::size_of_val(dst_body) / 64;
-        let body = lines * 64 / std::mem::size_of::<T>().max(1);
-        let d = dst_body.as_mut_ptr() as *mut __m128i;
-        let s = src_body.as_ptr() as *const __m128i;
-        for b in (0..lines * 4).step_by(4) {
-            // SAFETY: blocks `b..b + 4 <= lines * 4` lie inside both bodies (`lines * 64`
-            // bytes each); `d` is 64-byte aligned (the head was split off at
-            // `align_offset(64)`), so line `b / 4` is 64-byte aligned as
-            // `_mm512_stream_si512` requires (and each block 16-byte aligned for
-            // `_mm_stream_si128`); the unaligned loads take any address. AVX-512F is there
-            // when `WIDE` (the caller's contract), SSE2 is part of x86_64. `dst` is borrowed
-            // mutably, so nothing else reads it.
-            unsafe {
-                if WIDE {
-                    let line = _mm512_loadu_si512(s.add(b) as *const __m512i);
-                    _mm512_stream_si512(d.add(b) as *mut __m512i, line);
-                } else {
-                    for b in b..b + 4 {
-                        _mm_stream_si128(d.add(b), _mm_loadu_si128(s.add(b)));
-                    }
-                }
-            }
+        plain(dst_head, src_head);
+        let body = dst_body.len() / L * L;
+        for (d, s) in dst_body[..body].chunks_exact_mut(L).zip(src_body.chunks_exact(L)) {
+            // A value, not a buffer, so the line stays in registers.
+            let line: [T; L] = std::array::from_fn(|j| f(s[j]));
+            // SAFETY: `d` is one whole 64-byte line, aligned (the head was split off at
+            // `align_offset(64)`); AVX-512F is there when `WIDE` (the caller's contract).
+            // `dst` is borrowed mutably, so nothing else reads it.
+            unsafe { store_line::<T, L, WIDE>(d.as_mut_ptr() as *mut u8, line) };
         }
-        dst_body[body..].copy_from_slice(&src_body[body..]);
+        plain(&mut dst_body[body..], &src_body[body..]);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    dst.copy_from_slice(src);
+    plain(dst, src);
+}
+
+/// Streams `line` (64 bytes) to the 64-byte aligned line `dst`.
+///
+/// # Safety
+/// `dst` is 64-byte aligned with 64 writable bytes; `L` values of `T` are 64 bytes; with
+/// `WIDE` the CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_line<T: Copy, const L: usize, const WIDE: bool>(dst: *mut u8, line: [T; L]) {
+    use std::arch::x86_64::{__m128i, __m512i, _mm512_stream_si512, _mm_stream_si128};
+    // SAFETY: the caller's contract: `line` is 64 bytes, read as one 512-bit or four 128-bit
+    // values (any bits are valid for them); the aligned line is 16-byte aligned for each
+    // 128-bit streaming store; SSE2 is part of x86_64.
+    unsafe {
+        if WIDE {
+            _mm512_stream_si512(dst as *mut __m512i, std::mem::transmute_copy(&line));
+        } else {
+            let parts: [__m128i; 4] = std::mem::transmute_copy(&line);
+            for (b, part) in parts.into_iter().enumerate() {
+                _mm_stream_si128((dst as *mut __m128i).add(b), part);
+            }
+        }
+    }
 }
 
 /// Orders this thread's streaming stores before its later stores (such as the one that tells

@@ -339,11 +339,13 @@ enum Affine<F> {
 }
 
 /// Where a step writes its tile.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dst {
     Reg(usize),
     /// Straight into output `k` (of the compute type, and read by no later step).
     Out(usize),
+    /// Into output `k` likewise, by streaming stores straight from registers.
+    Stream(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -374,8 +376,15 @@ enum Source<F> {
 }
 
 impl<F: Compute> Plan<F> {
-    /// `native[k]` says whether output `k` is of type `F`.
-    fn new(program: &Program, inputs: &[Input<'_>], native: &[bool]) -> Plan<F> {
+    /// `native[k]` says whether output `k` is of type `F`; with `stream`, outputs are written
+    /// by streaming stores, with `stream_steps` by the steps computing them where they can.
+    fn new(
+        program: &Program,
+        inputs: &[Input<'_>],
+        native: &[bool],
+        stream: bool,
+        stream_steps: bool,
+    ) -> Plan<F> {
         let n_in = program.inputs;
         let n_values = n_in + program.instrs.len();
         let mut source: Vec<Source<F>> = inputs
@@ -478,7 +487,8 @@ impl<F: Compute> Plan<F> {
             Source::Direct(i) => Arg::Direct(i),
             _ => Arg::Reg(reg_of[v]),
         };
-        // Values only read as one output of type `F`: their step writes that output.
+        // Values only read as one output of type `F`: their step writes that output (when
+        // streaming, only a one-operand pattern step, whose result is still in registers).
         let mut out_of = vec![None; n_values];
         for (k, &o) in program.outputs.iter().enumerate() {
             if native[k] && uses[o] == 1 {
@@ -495,9 +505,15 @@ impl<F: Compute> Plan<F> {
                 (Some(mul), Some(add)) => Some(Affine::MulAdd(mul, add)),
             };
             let v = n_in + i;
+            let streams = stream_steps
+                && matches!(op, Op::GeluTanh(_))
+                && post.is_none()
+                && !matches!(source[args[0]], Source::Scalar(_));
             let dst = match out_of[v] {
-                Some(k) => Dst::Out(k),
-                None => {
+                Some(k) if !stream => Dst::Out(k),
+                Some(k) if streams => Dst::Stream(k),
+                _ => {
+                    out_of[v] = None;
                     reg_of[v] = alloc(&mut free);
                     Dst::Reg(reg_of[v])
                 }
@@ -566,10 +582,15 @@ fn run_on<F: Compute>(
             assert!(*k < outputs.len(), "fused program input reads a missing output");
         }
     }
-    // Large outputs are streamed from a register; others of type `F` are written in place.
+    // Large outputs are streamed (from a register, or by the step computing them); others of
+    // type `F` are written in place.
     let stream = outputs.iter().map(out_bytes).sum::<usize>() >= stream::STREAM_BYTES;
-    let native: Vec<bool> = outputs.iter_mut().map(|o| !stream && F::native(o).is_some()).collect();
-    let plan = Plan::<F>::new(program, inputs, &native);
+    let native: Vec<bool> = outputs.iter_mut().map(|o| F::native(o).is_some()).collect();
+    #[cfg(target_arch = "x86_64")]
+    let stream_steps = stream && matches!(simd, Simd::Avx512);
+    #[cfg(not(target_arch = "x86_64"))]
+    let stream_steps = false;
+    let plan = Plan::<F>::new(program, inputs, &native, stream, stream_steps);
     let rows: Vec<Option<Rows<1>>> = inputs.iter().map(rows_of).collect();
     let direct: Vec<Option<&[F]>> = inputs.iter().map(F::direct).collect();
     let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct, stream };
@@ -744,6 +765,18 @@ fn run_range<F: Compute, const FMA: bool, const WIDE: bool>(
                     let out = F::native(&mut outs[k]).expect("planned for a native output");
                     run_step::<F, FMA>(ctx, step, &regs, first, &mut out[t0..t0 + len]);
                 }
+                Dst::Stream(k) => {
+                    let out = F::native(&mut outs[k]).expect("planned for a native output");
+                    let Op::GeluTanh(consts) = step.op else { unreachable!("planned to stream") };
+                    let src = operand(ctx, step.args[0], &regs, first, len);
+                    let Src::Slice(x) = src else { unreachable!("planned with a slice operand") };
+                    assert!(WIDE, "streamed steps are planned for AVX-512 only");
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `WIDE` only where the CPU has AVX-512F (`run_range_avx512`).
+                    unsafe {
+                        stream_gelu_avx512(consts, &mut out[t0..t0 + len], x)
+                    }
+                }
             }
         }
         for (out, r) in outs.iter_mut().zip(&ctx.plan.outputs) {
@@ -774,17 +807,29 @@ fn run_step<F: Compute, const FMA: bool>(
     dst: &mut [F],
 ) {
     let len = dst.len();
-    let src = |k: usize| match step.args[k] {
-        Arg::Reg(r) => Src::Slice(&regs[r][..len]),
-        Arg::Direct(i) => Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len]),
-        Arg::Scalar(v) => Src::Scalar(v),
-    };
+    let src = |k: usize| operand(ctx, step.args[k], regs, first, len);
     let (a, b, c) = (src(0), src(1), src(2));
     match step.post {
         None => exec::<F, FMA>(step.op, dst, a, b, c, |y| y),
         Some(Affine::Mul(m)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * m),
         Some(Affine::Add(t)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y + t),
         Some(Affine::MulAdd(m, t)) => exec::<F, FMA>(step.op, dst, a, b, c, |y| y * m + t),
+    }
+}
+
+/// An operand's values over the tile of `len` elements from `first`.
+#[inline(always)]
+fn operand<'r, F: Compute>(
+    ctx: &Ctx<'_, 'r, F>,
+    arg: Arg<F>,
+    regs: &'r [Vec<F>],
+    first: usize,
+    len: usize,
+) -> Src<'r, F> {
+    match arg {
+        Arg::Reg(r) => Src::Slice(&regs[r][..len]),
+        Arg::Direct(i) => Src::Slice(&ctx.direct[i].unwrap_or_default()[first..first + len]),
+        Arg::Scalar(v) => Src::Scalar(v),
     }
 }
 
@@ -922,11 +967,29 @@ fn exec<F: Compute, const FMA: bool>(
         Op::Select => map3(d, a, b, c, p, |c, x, y| if c != F::zero() { x } else { y }),
         Op::MulAdd => map3(d, a, b, c, p, |x, y, z| x * y + z),
         Op::MulMul => map3(d, a, b, c, p, |x, y, z| x * y * z),
-        Op::GeluTanh([h, s, c, k]) => map1(d, a, p, |x| {
-            let t = (c * (x + k * (x * x * x))).tanh_v::<FMA>();
-            h * x * (s + t)
-        }),
+        Op::GeluTanh(consts) => map1(d, a, p, |x| gelu_tanh::<F, FMA>(consts, x)),
     }
+}
+
+/// A streamed GELU step over one tile: a small function of its own, where each output line
+/// stays in registers up to its streaming store (inlined into the interpreter's loop, the line
+/// went through the stack and the stores stalled).
+///
+/// # Safety
+/// The CPU supports AVX-512F/VL, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+#[inline(never)]
+unsafe fn stream_gelu_avx512<F: Compute>(consts: [F; 4], dst: &mut [F], x: &[F]) {
+    // SAFETY: the CPU has AVX-512F (this function's contract).
+    unsafe { stream::map::<F, true>(dst, x, |x| gelu_tanh::<F, true>(consts, x)) }
+}
+
+/// `(h x) (s + tanh(c (x + k x^3)))` for `[h, s, c, k]`, rounded op by op ([`Op::GeluTanh`]).
+#[inline(always)]
+fn gelu_tanh<F: Compute, const FMA: bool>([h, s, c, k]: [F; 4], x: F) -> F {
+    let t = (c * (x + k * (x * x * x))).tanh_v::<FMA>();
+    h * x * (s + t)
 }
 
 #[inline(always)]
@@ -1112,7 +1175,7 @@ mod tests {
             for c in &consts {
                 inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &[0], 0)));
             }
-            let plan = Plan::<f32>::new(&p, &inputs, &[true; 6]);
+            let plan = Plan::<f32>::new(&p, &inputs, &[true; 6], false, false);
             assert_eq!(plan.steps.len(), 9, "{:?}", plan.steps);
             for simd in available_simd() {
                 let mut ys = vec![vec![0f32; n]; 6];

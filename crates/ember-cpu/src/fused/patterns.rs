@@ -92,8 +92,9 @@ impl<F: Compute> Chain<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::available_simd;
-    use super::super::{run_on, Input, Instr, Output, Plan, Program};
+    use super::super::{run_on, Dst, Input, Instr, Output, Plan, Program, Step};
     use super::*;
+    use crate::stream;
     use crate::strided::View;
 
     /// MLX's `nn.gelu_approx` as ops: `0.5 * x * (1 + tanh(c * (x + 0.044715 * x**3)))`;
@@ -115,9 +116,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn gelu_tanh_chain_is_one_step_with_the_same_bits_as_separate_steps() {
-        let n = 150_001; // parallel, with a ragged last tile
+    /// Runs GELU over `n` values folded into one step and as separate steps (its tanh kept as
+    /// an output too), on every instruction set, and compares the bits; the folded output
+    /// starts one element into its buffer, so streamed lines start mid-line.
+    fn folded_gelu_matches_separate_steps(n: usize, streamed: bool) {
         let mut x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 6.0).collect();
         x[..6].copy_from_slice(&[0.0, -0.0, 20.0, -20.0, f32::INFINITY, f32::NAN]);
         let consts = [3.0f32, 0.044715, (2.0f32 / std::f32::consts::PI).sqrt(), 1.0, 0.5];
@@ -127,18 +129,24 @@ mod tests {
             inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &[0], 0)));
         }
         let (folded, kept) = (gelu_program(false), gelu_program(true));
-        assert_eq!(Plan::<f32>::new(&folded, &inputs, &[true]).steps.len(), 1);
-        assert!(Plan::<f32>::new(&kept, &inputs, &[true, true]).steps.len() > 2);
+        let plan = Plan::<f32>::new(&folded, &inputs, &[true], streamed, streamed);
+        let dst = if streamed { Dst::Stream(0) } else { Dst::Out(0) };
+        assert!(matches!(plan.steps[..], [Step { dst: d, .. }] if d == dst), "{:?}", plan.steps);
+        assert!(
+            Plan::<f32>::new(&kept, &inputs, &[true, true], streamed, streamed).steps.len() > 2
+        );
         for simd in available_simd() {
-            let mut y = vec![0f32; n];
-            run_on::<f32>(simd, &folded, &inputs, &mut [Output::F32(&mut y)], &shape);
+            let mut buf = vec![0f32; n + 1];
+            let y = &mut buf[1..];
+            run_on::<f32>(simd, &folded, &inputs, &mut [Output::F32(y)], &shape);
+            let y = &buf[1..];
             let (mut want, mut t) = (vec![0f32; n], vec![0f32; n]);
             let outs = &mut [Output::F32(&mut want), Output::F32(&mut t)];
             run_on::<f32>(simd, &kept, &inputs, outs, &shape);
             for i in 0..n {
                 assert_eq!(y[i].to_bits(), want[i].to_bits(), "{simd:?} x={}", x[i]);
             }
-            for (&v, &g) in x.iter().zip(&y).skip(6).step_by(89) {
+            for (&v, &g) in x.iter().zip(y).skip(6).step_by(89) {
                 let v = v as f64;
                 let c = (2.0 / std::f64::consts::PI).sqrt();
                 let exact = 0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh());
@@ -147,6 +155,16 @@ mod tests {
             assert_eq!((y[0], y[4]), (0.0, f32::INFINITY));
             assert!(y[5].is_nan());
         }
+    }
+
+    #[test]
+    fn gelu_tanh_chain_is_one_step_with_the_same_bits_as_separate_steps() {
+        folded_gelu_matches_separate_steps(150_001, false); // parallel, a ragged last tile
+    }
+
+    #[test]
+    fn large_gelu_outputs_stream_straight_from_registers_with_the_same_bits() {
+        folded_gelu_matches_separate_steps(stream::STREAM_BYTES / 4 + 37, true);
     }
 
     #[test]
@@ -170,7 +188,7 @@ mod tests {
             }
             inputs.push(Input::F32(View::new(&other, &shape, &[1], 0)));
             inputs.truncate(p.inputs);
-            let plan = Plan::<f32>::new(&p, &inputs, &[true]);
+            let plan = Plan::<f32>::new(&p, &inputs, &[true], false, false);
             assert!(
                 !plan.steps.iter().any(|s| matches!(s.op, Op::GeluTanh(_))),
                 "{:?}",
