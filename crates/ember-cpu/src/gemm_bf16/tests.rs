@@ -209,6 +209,20 @@ fn large_blocked_and_parallel_products() {
 }
 
 #[test]
+fn row_blocks_on_other_pool_sizes() {
+    use Layout::{ColMajor as C, RowMajor as R};
+    // Split by rows into 2 or 3 blocks of whole tiles, the last one short, with one k block
+    // or several.
+    for threads in [2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        pool.install(|| {
+            check(Path::Public, 400, 70, 300, R, C);
+            check(Path::Public, 150, 140, 2500, C, R);
+        });
+    }
+}
+
+#[test]
 fn empty_dims() {
     let a = values(12, 1);
     let mut out = vec![bf16::NAN; 12];
