@@ -366,6 +366,16 @@ struct Plan<F> {
     registers: usize,
 }
 
+/// How a run's outputs leave: in place, or (too large to stay cached) by streaming stores
+/// copied from their register tiles, and also, on AVX-512, by the steps that can write them
+/// straight from registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Streaming {
+    Off,
+    Copied,
+    Steps,
+}
+
 /// How value `v` is read, before register allocation.
 #[derive(Clone, Copy)]
 enum Source<F> {
@@ -376,14 +386,12 @@ enum Source<F> {
 }
 
 impl<F: Compute> Plan<F> {
-    /// `native[k]` says whether output `k` is of type `F`; with `stream`, outputs are written
-    /// by streaming stores, with `stream_steps` by the steps computing them where they can.
+    /// `native[k]` says whether output `k` is of type `F`.
     fn new(
         program: &Program,
         inputs: &[Input<'_>],
         native: &[bool],
-        stream: bool,
-        stream_steps: bool,
+        streaming: Streaming,
     ) -> Plan<F> {
         let n_in = program.inputs;
         let n_values = n_in + program.instrs.len();
@@ -505,12 +513,12 @@ impl<F: Compute> Plan<F> {
                 (Some(mul), Some(add)) => Some(Affine::MulAdd(mul, add)),
             };
             let v = n_in + i;
-            let streams = stream_steps
+            let streams = streaming == Streaming::Steps
                 && matches!(op, Op::GeluTanh(_))
                 && post.is_none()
                 && !matches!(source[args[0]], Source::Scalar(_));
             let dst = match out_of[v] {
-                Some(k) if !stream => Dst::Out(k),
+                Some(k) if streaming == Streaming::Off => Dst::Out(k),
                 Some(k) if streams => Dst::Stream(k),
                 _ => {
                     out_of[v] = None;
@@ -586,11 +594,13 @@ fn run_on<F: Compute>(
     // type `F` are written in place.
     let stream = outputs.iter().map(out_bytes).sum::<usize>() >= stream::STREAM_BYTES;
     let native: Vec<bool> = outputs.iter_mut().map(|o| F::native(o).is_some()).collect();
-    #[cfg(target_arch = "x86_64")]
-    let stream_steps = stream && matches!(simd, Simd::Avx512);
-    #[cfg(not(target_arch = "x86_64"))]
-    let stream_steps = false;
-    let plan = Plan::<F>::new(program, inputs, &native, stream, stream_steps);
+    let streaming = match (stream, simd) {
+        (false, _) => Streaming::Off,
+        #[cfg(target_arch = "x86_64")]
+        (true, Simd::Avx512) => Streaming::Steps,
+        (true, _) => Streaming::Copied,
+    };
+    let plan = Plan::<F>::new(program, inputs, &native, streaming);
     let rows: Vec<Option<Rows<1>>> = inputs.iter().map(rows_of).collect();
     let direct: Vec<Option<&[F]>> = inputs.iter().map(F::direct).collect();
     let ctx = Ctx { plan: &plan, inputs, rows: &rows, direct: &direct, stream };
@@ -1175,7 +1185,7 @@ mod tests {
             for c in &consts {
                 inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &[0], 0)));
             }
-            let plan = Plan::<f32>::new(&p, &inputs, &[true; 6], false, false);
+            let plan = Plan::<f32>::new(&p, &inputs, &[true; 6], Streaming::Off);
             assert_eq!(plan.steps.len(), 9, "{:?}", plan.steps);
             for simd in available_simd() {
                 let mut ys = vec![vec![0f32; n]; 6];

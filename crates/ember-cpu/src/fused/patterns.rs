@@ -92,7 +92,7 @@ impl<F: Compute> Chain<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::available_simd;
-    use super::super::{run_on, Dst, Input, Instr, Output, Plan, Program, Step};
+    use super::super::{run_on, Dst, Input, Instr, Output, Plan, Program, Step, Streaming};
     use super::*;
     use crate::stream;
     use crate::strided::View;
@@ -129,12 +129,11 @@ mod tests {
             inputs.push(Input::F32(View::new(std::slice::from_ref(c), &shape, &[0], 0)));
         }
         let (folded, kept) = (gelu_program(false), gelu_program(true));
-        let plan = Plan::<f32>::new(&folded, &inputs, &[true], streamed, streamed);
+        let streaming = if streamed { Streaming::Steps } else { Streaming::Off };
+        let plan = Plan::<f32>::new(&folded, &inputs, &[true], streaming);
         let dst = if streamed { Dst::Stream(0) } else { Dst::Out(0) };
         assert!(matches!(plan.steps[..], [Step { dst: d, .. }] if d == dst), "{:?}", plan.steps);
-        assert!(
-            Plan::<f32>::new(&kept, &inputs, &[true, true], streamed, streamed).steps.len() > 2
-        );
+        assert!(Plan::<f32>::new(&kept, &inputs, &[true, true], streaming).steps.len() > 2);
         for simd in available_simd() {
             let mut buf = vec![0f32; n + 1];
             let y = &mut buf[1..];
@@ -188,7 +187,7 @@ mod tests {
             }
             inputs.push(Input::F32(View::new(&other, &shape, &[1], 0)));
             inputs.truncate(p.inputs);
-            let plan = Plan::<f32>::new(&p, &inputs, &[true], false, false);
+            let plan = Plan::<f32>::new(&p, &inputs, &[true], Streaming::Off);
             assert!(
                 !plan.steps.iter().any(|s| matches!(s.op, Op::GeluTanh(_))),
                 "{:?}",
