@@ -5,12 +5,15 @@
 //! when the CPU has them); several rows widen blocks of weight rows into f32 scratch once and
 //! multiply them with the f32 GEMM.
 
-use crate::matmul::{place_column_blocks, Gemm, MatRef};
+use crate::matmul::{place_column_block, Gemm, MatRef};
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
+use std::cell::RefCell;
 
-/// Weight rows widened per task when several activation rows share them.
-const BLOCK_ROWS: usize = 256;
+/// Weight values widened to f32 at a time when several activation rows share them (4 MiB
+/// of f32, which the GEMM then reads from cache).
+const WIDE_VALUES: usize = 1 << 20;
 /// Products below this many multiply-adds run on one thread.
 const PARALLEL_WORK: usize = 1 << 17;
 
@@ -23,6 +26,9 @@ pub fn matmul(out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize
     if m == 0 || n == 0 {
         return;
     }
+    if k == 0 {
+        return out.fill(0.0);
+    }
     if m == 1 {
         let parallel = n * k >= PARALLEL_WORK;
         let rows = if parallel { n.div_ceil(4 * rayon::current_num_threads()) } else { n };
@@ -32,19 +38,60 @@ pub fn matmul(out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize
             .for_each(|(o, wc)| matvec(o, x, wc, k));
         return;
     }
-    let parts: Vec<Vec<f32>> = w
-        .par_chunks(BLOCK_ROWS * k * 2)
-        .map(|wc| {
-            let nb = wc.len() / (2 * k).max(1);
-            let wide: Vec<f32> = wc.chunks_exact(2).map(|b| widen([b[0], b[1]])).collect();
-            let mut part = vec![0f32; m * nb];
-            // `wide` is nb x k row-major; its transpose is the k x nb right operand.
-            let wt = MatRef { data: &wide, offset: 0, row_stride: 1, col_stride: k as isize };
-            f32::matmul(&mut part, MatRef::dense(x, k), wt, m, nb, k);
-            part
-        })
-        .collect();
-    place_column_blocks(out, &parts, m, n, BLOCK_ROWS);
+    // Blocks of weight rows are widened to f32 in turn, each then multiplied by one f32 GEMM
+    // over all threads (splitting the blocks between threads instead left each GEMM waiting
+    // on its own pool).
+    let block = (WIDE_VALUES / k).clamp(1, n);
+    SCRATCH.with_borrow_mut(|(wide, part)| {
+        wide.resize(wide.len().max(block * k), 0.0);
+        if block < n {
+            part.resize(part.len().max(m * block), 0.0);
+        }
+        widened_products(out, x, w, (m, n, k), block, wide, part);
+    });
+}
+
+thread_local! {
+    /// Widened weights and one block's product, kept between calls (they are written whole
+    /// each time; allocating them afresh cost as much as the widening).
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The several-rows product, `block` weight rows at a time, in the scratch `wide` (at least
+/// `block * k` values) and `part` (at least `m * block` unless `block == n`).
+fn widened_products(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[u8],
+    (m, n, k): (usize, usize, usize),
+    block: usize,
+    wide: &mut [f32],
+    part: &mut [f32],
+) {
+    for (c, wc) in w.chunks(block * k * 2).enumerate() {
+        let nb = wc.len() / (2 * k);
+        let wide = &mut wide[..nb * k];
+        wide.par_chunks_mut(k).zip(wc.par_chunks(2 * k)).for_each(|(d, s)| widen_row(d, s));
+        // `wide` is nb x k row-major; its transpose is the k x nb right operand.
+        let wt = MatRef { data: &*wide, offset: 0, row_stride: 1, col_stride: k as isize };
+        if nb == n {
+            return f32::matmul(out, MatRef::dense(x, k), wt, m, n, k);
+        }
+        let part = &mut part[..m * nb];
+        f32::matmul(part, MatRef::dense(x, k), wt, m, nb, k);
+        place_column_block(out, part, m, n, c * block);
+    }
+}
+
+/// `dst = src` widened (`src` as little-endian f16 bytes, at any alignment).
+fn widen_row(dst: &mut [f32], src: &[u8]) {
+    const CHUNK: usize = 64;
+    for (d, s) in dst.chunks_mut(CHUNK).zip(src.chunks(2 * CHUNK)) {
+        let mut tmp = [f16::ZERO; CHUNK];
+        let tmp = &mut tmp[..d.len()];
+        bytemuck::cast_slice_mut::<f16, u8>(tmp).copy_from_slice(s);
+        tmp.convert_to_f32_slice(d);
+    }
 }
 
 fn widen(b: [u8; 2]) -> f32 {
@@ -140,8 +187,11 @@ mod tests {
         let mut seed = 0x9e37_79b9_u64;
         let mut rand = move || uniform(&mut seed);
         // k a multiple of 16 and not (the tail), n not a multiple of 4 (the row tail), sizes
-        // past the parallel threshold and past one block of weight rows.
-        for (m, n, k) in [(1, 7, 48), (1, 37, 40), (1, 1030, 160), (5, 9, 40), (3, 600, 96)] {
+        // past the parallel threshold, and several rows over more weights than one widened
+        // block (three blocks, the last one short).
+        for (m, n, k) in
+            [(1, 7, 48), (1, 37, 40), (1, 1030, 160), (5, 9, 40), (3, 600, 96), (2, 2500, 1000)]
+        {
             let x: Vec<f32> = (0..m * k).map(|_| rand()).collect();
             let w: Vec<u8> = (0..n * k).flat_map(|_| f16::from_f32(rand()).to_le_bytes()).collect();
             let mut out = vec![0f32; m * n];
@@ -150,6 +200,13 @@ mod tests {
                 assert!((got as f64 - want).abs() < 1e-4, "{m}x{n}x{k} [{i}]: {got} vs {want}");
             }
         }
+    }
+
+    #[test]
+    fn an_empty_inner_dimension_gives_zeros() {
+        let mut out = vec![1f32; 6];
+        matmul(&mut out, &[], &[], 2, 3, 0);
+        assert_eq!(out, [0.0; 6]);
     }
 
     #[test]

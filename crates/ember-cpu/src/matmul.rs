@@ -52,10 +52,16 @@ pub(crate) fn place_column_blocks(
     block: usize,
 ) {
     for (c, part) in parts.iter().enumerate() {
-        let cols = part.len() / m;
-        for (i, row) in part.chunks_exact(cols).enumerate() {
-            out[i * n + c * block..][..cols].copy_from_slice(row);
-        }
+        place_column_block(out, part, m, n, c * block);
+    }
+}
+
+/// Places `part` (`m` rows of `part.len() / m` columns) into `out` (m x n, row-major) at
+/// column `col`.
+pub(crate) fn place_column_block(out: &mut [f32], part: &[f32], m: usize, n: usize, col: usize) {
+    let cols = part.len() / m;
+    for (i, row) in part.chunks_exact(cols).enumerate() {
+        out[i * n + col..][..cols].copy_from_slice(row);
     }
 }
 
