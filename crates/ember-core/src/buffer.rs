@@ -309,13 +309,26 @@ pub fn set_cache_limit(limit: usize) -> usize {
     old
 }
 
-/// Frees every cached buffer.
+/// Frees every cached buffer, and hands the free memory of the C heap back to the system
+/// (glibc keeps what a large parse freed: ~11 MB after building a model's tokenizer).
 pub fn clear_cache() {
     let mut cache = CACHE.lock().expect("allocator cache poisoned");
     while cache.bytes > 0 {
         cache.evict_oldest();
     }
+    drop(cache);
+    trim_heap();
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only returns pages of free heap chunks to the kernel; it moves and
+    // frees no live allocation.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 #[cfg(test)]
 mod tests {

@@ -73,9 +73,14 @@ fn rope_wavelengths(file: &GgufFile, config: &LlamaConfig) -> ember_core::Result
 /// Loads a model: a Hugging Face directory ([`hf::load`]) or a GGUF file, whose quantized
 /// blocks are computed on directly.
 pub fn load(path: &Path) -> Result<LoadedModel> {
-    if path.is_dir() {
-        return hf::load(path);
-    }
+    let model = if path.is_dir() { hf::load(path)? } else { load_gguf(path)? };
+    // Loading freed more than the model keeps (parsed metadata, the tokenizer's build,
+    // packing buffers): give it back, or it counts in the process's memory from now on.
+    ember_core::buffer::clear_cache();
+    Ok(model)
+}
+
+fn load_gguf(path: &Path) -> Result<LoadedModel> {
     let file = GgufFile::open(path)?;
     let config = LlamaConfig::from_gguf(&file, path)?;
     let freqs = rope_wavelengths(&file, &config)?;
