@@ -11,7 +11,7 @@
 //! and multiplied the same way.
 
 use crate::affine::{per_word, supports, unpack_group};
-use crate::matmul::{place_column_blocks, Gemm, MatRef};
+use crate::matmul::{matmul_f32_one_thread, place_column_blocks, Gemm, MatRef};
 use crate::scalar::FloatElem;
 use rayon::prelude::*;
 
@@ -366,9 +366,10 @@ fn matmul_t_tiles<T: FloatElem<Acc = f32>>(
             let mut wt = vec![0f32; rows * k];
             w.expand_rows(j0, k, &mut wt);
             let mut part = vec![0f32; m * rows];
-            // x (m x k) @ tile^T (k x rows): the tile read with its row and column swapped.
+            // x (m x k) @ tile^T (k x rows): the tile read with its row and column swapped;
+            // on this thread alone, as the tiles already share the threads.
             let b = MatRef { data: &wt[..], offset: 0, row_stride: 1, col_stride: k as isize };
-            f32::matmul(&mut part, MatRef::dense(x, k), b, m, rows, k);
+            matmul_f32_one_thread(&mut part, MatRef::dense(x, k), b, m, rows, k);
             part
         })
         .collect();

@@ -3,17 +3,16 @@
 //! weight is read once as f16, half the bytes of f32, and widened in registers. One activation
 //! row (a decode step) is a bandwidth-bound matrix-vector product (AVX-512 `vcvtph2ps` and FMA
 //! when the CPU has them); several rows widen blocks of weight rows into f32 scratch once and
-//! multiply them with the f32 GEMM.
+//! multiply them with the f32 GEMM, one block per task.
 
-use crate::matmul::{place_column_block, Gemm, MatRef};
+use crate::matmul::{matmul_f32_one_thread, place_column_blocks, MatRef};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
-use std::cell::RefCell;
 
-/// Weight values widened to f32 at a time when several activation rows share them (4 MiB
-/// of f32, which the GEMM then reads from cache).
-const WIDE_VALUES: usize = 1 << 20;
+/// Weight values one task widens to f32 at a time when several activation rows share them
+/// (1 MiB of f32, which stays in the core's cache while its GEMM reads it).
+const TASK_VALUES: usize = 1 << 18;
 /// Products below this many multiply-adds run on one thread.
 const PARALLEL_WORK: usize = 1 << 17;
 
@@ -38,49 +37,26 @@ pub fn matmul(out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize
             .for_each(|(o, wc)| matvec(o, x, wc, k));
         return;
     }
-    // Blocks of weight rows are widened to f32 in turn, each then multiplied by one f32 GEMM
-    // over all threads (splitting the blocks between threads instead left each GEMM waiting
-    // on its own pool).
-    let block = (WIDE_VALUES / k).clamp(1, n);
-    SCRATCH.with_borrow_mut(|(wide, part)| {
-        wide.resize(wide.len().max(block * k), 0.0);
-        if block < n {
-            part.resize(part.len().max(m * block), 0.0);
-        }
-        widened_products(out, x, w, (m, n, k), block, wide, part);
-    });
-}
-
-thread_local! {
-    /// Widened weights and one block's product, kept between calls (they are written whole
-    /// each time; allocating them afresh cost as much as the widening).
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// The several-rows product, `block` weight rows at a time, in the scratch `wide` (at least
-/// `block * k` values) and `part` (at least `m * block` unless `block == n`).
-fn widened_products(
-    out: &mut [f32],
-    x: &[f32],
-    w: &[u8],
-    (m, n, k): (usize, usize, usize),
-    block: usize,
-    wide: &mut [f32],
-    part: &mut [f32],
-) {
-    for (c, wc) in w.chunks(block * k * 2).enumerate() {
-        let nb = wc.len() / (2 * k);
-        let wide = &mut wide[..nb * k];
-        wide.par_chunks_mut(k).zip(wc.par_chunks(2 * k)).for_each(|(d, s)| widen_row(d, s));
-        // `wide` is nb x k row-major; its transpose is the k x nb right operand.
-        let wt = MatRef { data: &*wide, offset: 0, row_stride: 1, col_stride: k as isize };
-        if nb == n {
-            return f32::matmul(out, MatRef::dense(x, k), wt, m, n, k);
-        }
-        let part = &mut part[..m * nb];
-        f32::matmul(part, MatRef::dense(x, k), wt, m, nb, k);
-        place_column_block(out, part, m, n, c * block);
-    }
+    // Blocks of weight rows are split between the threads, each widened into its task's
+    // scratch and multiplied there by a one-thread f32 GEMM: no thread waits on another
+    // inside a product (one GEMM over all threads per widened block ran ~1.6x slower).
+    let rows = (TASK_VALUES / k).clamp(1, n);
+    let tasks = n.div_ceil(rows).next_multiple_of(rayon::current_num_threads());
+    let rows = n.div_ceil(tasks);
+    let parts: Vec<Vec<f32>> = w
+        .par_chunks(rows * k * 2)
+        .map_init(Vec::new, |wide, wc| {
+            let nb = wc.len() / (2 * k);
+            wide.resize(nb * k, 0.0);
+            wide.chunks_mut(k).zip(wc.chunks(2 * k)).for_each(|(d, s)| widen_row(d, s));
+            // `wide` is nb x k row-major; its transpose is the k x nb right operand.
+            let wt = MatRef { data: &wide[..], offset: 0, row_stride: 1, col_stride: k as isize };
+            let mut part = vec![0f32; m * nb];
+            matmul_f32_one_thread(&mut part, MatRef::dense(x, k), wt, m, nb, k);
+            part
+        })
+        .collect();
+    place_column_blocks(out, &parts, m, n, rows);
 }
 
 /// `dst = src` widened (`src` as little-endian f16 bytes, at any alignment).
@@ -187,8 +163,8 @@ mod tests {
         let mut seed = 0x9e37_79b9_u64;
         let mut rand = move || uniform(&mut seed);
         // k a multiple of 16 and not (the tail), n not a multiple of 4 (the row tail), sizes
-        // past the parallel threshold, and several rows over more weights than one widened
-        // block (three blocks, the last one short).
+        // past the parallel threshold, and several rows over weights split into blocks (equal
+        // ones, and a short last one).
         for (m, n, k) in
             [(1, 7, 48), (1, 37, 40), (1, 1030, 160), (5, 9, 40), (3, 600, 96), (2, 2500, 1000)]
         {

@@ -52,16 +52,10 @@ pub(crate) fn place_column_blocks(
     block: usize,
 ) {
     for (c, part) in parts.iter().enumerate() {
-        place_column_block(out, part, m, n, c * block);
-    }
-}
-
-/// Places `part` (`m` rows of `part.len() / m` columns) into `out` (m x n, row-major) at
-/// column `col`.
-pub(crate) fn place_column_block(out: &mut [f32], part: &[f32], m: usize, n: usize, col: usize) {
-    let cols = part.len() / m;
-    for (i, row) in part.chunks_exact(cols).enumerate() {
-        out[i * n + col..][..cols].copy_from_slice(row);
+        let cols = part.len() / m;
+        for (i, row) in part.chunks_exact(cols).enumerate() {
+            out[i * n + c * block..][..cols].copy_from_slice(row);
+        }
     }
 }
 
@@ -95,6 +89,20 @@ fn prepare<T: Scalar>(
     m > 0 && n > 0 && k > 0
 }
 
+/// `out = a @ b` in f32 on the calling thread alone: for the parts of a product that its
+/// caller splits between threads (splitting each part again only makes them wait on each
+/// other).
+pub(crate) fn matmul_f32_one_thread(
+    out: &mut [f32],
+    a: MatRef<f32>,
+    b: MatRef<f32>,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    faer_call(out, a, b, m, n, k, 1)
+}
+
 fn faer_call<T: Scalar + faer::traits::ComplexField>(
     out: &mut [T],
     a: MatRef<T>,
@@ -102,11 +110,12 @@ fn faer_call<T: Scalar + faer::traits::ComplexField>(
     m: usize,
     n: usize,
     k: usize,
+    threads: usize,
 ) {
     if !prepare(out, &a, &b, m, n, k) {
         return;
     }
-    let par = match threads(m, n, k) {
+    let par = match threads {
         1 => faer::Par::Seq,
         t => faer::Par::rayon(t),
     };
@@ -180,13 +189,13 @@ fn gemm_call<T: 'static + Scalar>(
 
 impl Gemm for f32 {
     fn matmul(out: &mut [Self], a: MatRef<Self>, b: MatRef<Self>, m: usize, n: usize, k: usize) {
-        faer_call(out, a, b, m, n, k)
+        faer_call(out, a, b, m, n, k, threads(m, n, k))
     }
 }
 
 impl Gemm for f64 {
     fn matmul(out: &mut [Self], a: MatRef<Self>, b: MatRef<Self>, m: usize, n: usize, k: usize) {
-        faer_call(out, a, b, m, n, k)
+        faer_call(out, a, b, m, n, k, threads(m, n, k))
     }
 }
 
