@@ -53,6 +53,12 @@ pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
 fn quantize_q8_groups(x: &[f32], out: &mut [BlockQ8], group: usize) {
     assert_eq!(x.len(), out.len() * BLOCK, "quantize_q8: size mismatch");
     #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: the CPU has AVX-512F and BW (checked just above); `x` holds 32 values per
+        // block of `out` (asserted above).
+        return unsafe { avx512::quantize_q8_groups(x, out, group) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, the only feature the function enables.
         return unsafe { quantize_q8_groups_avx2(x, out, group) };
@@ -83,6 +89,64 @@ fn quantize_q8_groups_with(x: &[f32], out: &mut [BlockQ8], group: usize) {
             b.d = d;
             b.s = d * sum as f32;
             b.sum = sum;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! [`super::quantize_q8_groups_with`] on AVX-512 registers, bit for bit: the compiler
+    //! leaves that loop scalar (its running maximum is a serial chain), which made quantizing
+    //! the activations a tenth of a quantized model's prompt time.
+    use super::{quantize_q8_groups_with, BlockQ8, BLOCK};
+    use std::arch::x86_64::*;
+
+    pub(super) fn available() -> bool {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    }
+
+    /// 16 values of `x` from `at`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn load16(x: &[f32], at: usize) -> __m512 {
+        let s = &x[at..at + 16];
+        // SAFETY: `s` is 16 readable f32; loadu has no alignment requirement.
+        unsafe { _mm512_loadu_ps(s.as_ptr()) }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512F and BW; `x` must hold `32 * out.len()` values.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize_q8_groups(x: &[f32], out: &mut [BlockQ8], group: usize) {
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        for (bs, v) in out.chunks_mut(group).zip(x.chunks(group * BLOCK)) {
+            let (mut amax, mut finite) = (_mm512_setzero_ps(), u16::MAX);
+            for at in (0..v.len()).step_by(16) {
+                let a = _mm512_abs_ps(load16(v, at));
+                // `max(a, amax)` keeps `amax` when `a` is NaN, as `f32::max` skips NaN.
+                amax = _mm512_max_ps(a, amax);
+                finite &= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, inf);
+            }
+            if finite != u16::MAX {
+                // NaN or infinity: the scalar loop's conversions saturate differently.
+                quantize_q8_groups_with(v, bs, group);
+                continue;
+            }
+            let d = _mm512_reduce_max_ps(amax) / 127.0;
+            let id = _mm512_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+            for (b, at) in bs.iter_mut().zip((0..v.len()).step_by(BLOCK)) {
+                const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+                let lo = _mm512_cvt_roundps_epi32::<NEAREST>(_mm512_mul_ps(load16(v, at), id));
+                let hi = _mm512_cvt_roundps_epi32::<NEAREST>(_mm512_mul_ps(load16(v, at + 16), id));
+                // Saturating narrowing, as `as i8`; the sum is of the narrowed values.
+                let (lo8, hi8) = (_mm512_cvtsepi32_epi8(lo), _mm512_cvtsepi32_epi8(hi));
+                let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(
+                    _mm512_cvtepi8_epi32(lo8),
+                    _mm512_cvtepi8_epi32(hi8),
+                ));
+                let qs: [i8; 32] = bytemuck::cast([lo8, hi8]);
+                *b = BlockQ8 { d, s: d * sum as f32, sum, qs };
+            }
         }
     }
 }
@@ -563,6 +627,30 @@ pub(crate) mod tests {
         let mut zero = [BlockQ8::zeroed(); 1];
         quantize_q8(&[0.0; 32], &mut zero);
         assert_eq!((zero[0].d, zero[0].qs), (0.0, [0; 32]));
+    }
+
+    /// The quantizer this CPU selects (AVX-512 here, else AVX2) gives the scalar loop's
+    /// bytes: random values, exact ties of the rounding, zero blocks, and groups holding NaN
+    /// or infinity; one and eight blocks per scale.
+    #[test]
+    fn vector_quantizers_equal_the_scalar_loop() {
+        let mut seed = 11;
+        let mut x: Vec<f32> = (0..32 * 64).map(|_| uniform(&mut seed) * 3.0).collect();
+        // A block whose maximum is 127 (d = 1) holding halves: every value is a tie.
+        x[..32].iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 - 15.5);
+        x[31] = 127.0;
+        x[32..64].fill(0.0);
+        x[64 * 3] = f32::NAN;
+        x[64 * 5 + 7] = f32::INFINITY;
+        x[32 * 40 + 1] = f32::NEG_INFINITY;
+        for group in [1, 8] {
+            let mut want = vec![BlockQ8::zeroed(); 64];
+            quantize_q8_groups_with(&x, &mut want, group);
+            let mut got = vec![BlockQ8::zeroed(); 64];
+            quantize_q8_groups(&x, &mut got, group);
+            let bytes = |b: &[BlockQ8]| bytemuck::cast_slice::<BlockQ8, u8>(b).to_vec();
+            assert_eq!(bytes(&got), bytes(&want), "group {group}");
+        }
     }
 
     /// Both the selected kernel and the portable one equal dequantize-then-dot with the
