@@ -65,6 +65,11 @@ fn widen_row(dst: &mut [f32], src: &[u8]) {
         // SAFETY: the CPU has AVX-512F (checked just above).
         return unsafe { avx512::widen_row(dst, src) };
     }
+    widen_each(dst, src);
+}
+
+/// [`widen_row`] one value at a time.
+fn widen_each(dst: &mut [f32], src: &[u8]) {
     for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
         *d = widen([b[0], b[1]]);
     }
@@ -94,7 +99,7 @@ fn dot_tail(x: &[f32], row: &[u8]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{dot_tail, widen};
+    use super::{dot_tail, widen_each};
     use std::arch::x86_64::*;
 
     /// `dst = src` widened, 16 values per `vcvtph2ps` (the scalar conversion of `half` cost a
@@ -114,9 +119,7 @@ mod avx512 {
             }
         }
         let done = dst.len() / 16 * 16;
-        for (d, b) in dst[done..].iter_mut().zip(src[2 * done..].chunks_exact(2)) {
-            *d = widen([b[0], b[1]]);
-        }
+        widen_each(&mut dst[done..], &src[2 * done..]);
     }
 
     /// Four rows at a time (four independent FMA chains over one pass of `x`), 16 values per
