@@ -4,11 +4,16 @@
 //! (grouped-query attention) are stacked into one block, and causal blocks skip the keys no
 //! row of the block can see. Blocks of a few rows (decode steps) skip the GEMMs: `few_rows`
 //! reads the key and value rows in place.
+//!
+//! Keys and values are in the compute type, or f16 under f32 attention (a half-precision KV
+//! cache, as llama.cpp keeps by default): `few_rows` widens them as it reads them, the GEMM
+//! path widens a block's rows into scratch first.
 
 use crate::fast::{max_of, Compute};
 use crate::matmul::{Gemm, MatRef};
 use crate::strided::View;
 use few_rows::Rows;
+use half::f16;
 use rayon::prelude::*;
 
 mod few_rows;
@@ -48,19 +53,55 @@ fn block_rows(kv_len: usize) -> usize {
     ((1 << 16) / kv_len.max(1)).clamp(16, 256)
 }
 
+/// The element type of keys and values under attention computed in `T`.
+pub trait KvElement<T>: Copy + Send + Sync {
+    fn widen(self) -> T;
+    /// The elements as `T`, when they are `T` (read in place).
+    fn as_compute(data: &[Self]) -> Option<&[T]>;
+    /// The elements as f16, when they are f16.
+    fn as_f16(data: &[Self]) -> Option<&[f16]>;
+}
+
+impl<T: Compute> KvElement<T> for T {
+    fn widen(self) -> T {
+        self
+    }
+    fn as_compute(data: &[T]) -> Option<&[T]> {
+        Some(data)
+    }
+    fn as_f16(_: &[T]) -> Option<&[f16]> {
+        None
+    }
+}
+
+impl KvElement<f32> for f16 {
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+    fn as_compute(_: &[f16]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f16(data: &[f16]) -> Option<&[f16]> {
+        Some(data)
+    }
+}
+
 #[derive(Default)]
 struct Scratch<T> {
     scores: Vec<T>,
     inv_sum: Vec<T>,
+    /// A block's keys and values widened to `T`, when they are stored narrower.
+    keys: Vec<T>,
+    values: Vec<T>,
 }
 
 /// Computes attention into `out` (contiguous). `q` is contiguous; `k` and `v` are any strided
 /// 4-d views. Panics if the views disagree with `a`.
-pub fn attention<T: Gemm + Compute>(
+pub fn attention<T: Gemm + Compute, KV: KvElement<T>>(
     out: &mut [T],
     q: &[T],
-    k: View<'_, T>,
-    v: View<'_, T>,
+    k: View<'_, KV>,
+    v: View<'_, KV>,
     mask: Mask<'_, T>,
     a: &Attention,
 ) {
@@ -102,11 +143,11 @@ fn at<T: Copy>(x: &View<'_, T>, idx: [usize; 3]) -> isize {
 /// One block of stacked query rows `first..` of key/value group `g` (batch `g / Hkv`,
 /// key/value head `g % Hkv`); row `r` of the group is query head `r / Lq`, position `r % Lq`.
 #[allow(clippy::too_many_arguments)]
-fn attend_block<T: Gemm + Compute>(
+fn attend_block<T: Gemm + Compute, KV: KvElement<T>>(
     out: &mut [T],
     q: &[T],
-    k: View<'_, T>,
-    v: View<'_, T>,
+    k: View<'_, KV>,
+    v: View<'_, KV>,
     mask: Mask<'_, T>,
     a: &Attention,
     g: usize,
@@ -143,19 +184,16 @@ fn attend_block<T: Gemm + Compute>(
         row_stride: a.head_dim as isize,
         col_stride: 1,
     };
-    let k_t = MatRef {
-        data: k.data,
-        offset: at(&k, [b, hk, 0]) as usize,
-        row_stride: k.strides[3],
-        col_stride: k.strides[2],
-    };
+    let (k_at, v_at) = (at(&k, [b, hk, 0]) as usize, at(&v, [b, hk, 0]) as usize);
     // A decode step's few rows: direct dot products beat a GEMM that packs all of K and V.
     let few = rows <= FEW_ROWS && k.strides[3] == 1 && v.strides[3] == 1;
     if few {
         let q_rows = &q[q_block.offset..q_block.offset + rows * a.head_dim];
-        let k_rows = Rows { data: k.data, offset: k_t.offset, stride: k.strides[2] };
+        let k_rows = Rows { data: k.data, offset: k_at, stride: k.strides[2] };
         few_rows::scores(&mut s.scores, q_rows, k_rows, keys, a.head_dim);
     } else {
+        let k = positions(k, k_at, keys, a.head_dim, &mut s.keys);
+        let k_t = MatRef { row_stride: k.col_stride, col_stride: k.row_stride, ..k };
         T::matmul(&mut s.scores, q_block, k_t, rows, keys, a.head_dim);
     }
     let (scale, hidden) = (T::from_f64(a.scale), T::from_f64(HIDDEN));
@@ -186,21 +224,37 @@ fn attend_block<T: Gemm + Compute>(
         let sum = T::exp_shifted_sum(row, max_of(row));
         s.inv_sum[r] = T::one().div(sum);
     }
-    let v_mat = MatRef {
-        data: v.data,
-        offset: at(&v, [b, hk, 0]) as usize,
-        row_stride: v.strides[2],
-        col_stride: v.strides[3],
-    };
     if few {
-        let v_rows = Rows { data: v.data, offset: v_mat.offset, stride: v.strides[2] };
+        let v_rows = Rows { data: v.data, offset: v_at, stride: v.strides[2] };
         few_rows::weighted_sum(out, &s.scores, v_rows, keys, a.v_dim);
     } else {
+        let v_mat = positions(v, v_at, keys, a.v_dim, &mut s.values);
         T::matmul(out, MatRef::dense(&s.scores, keys), v_mat, rows, a.v_dim, keys);
     }
     for (o, &inv) in out.chunks_exact_mut(a.v_dim).zip(&s.inv_sum) {
         o.iter_mut().for_each(|x| *x = x.mul(inv));
     }
+}
+
+/// Positions `0..n` (rows) of one head of `x`, from element `start`, as a matrix of `T`: in
+/// place when the elements are `T`, else widened into `buf`.
+fn positions<'b, T: Compute, KV: KvElement<T>>(
+    x: View<'b, KV>,
+    start: usize,
+    n: usize,
+    dim: usize,
+    buf: &'b mut Vec<T>,
+) -> MatRef<'b, T> {
+    let (row_stride, col_stride) = (x.strides[2], x.strides[3]);
+    if let Some(data) = KV::as_compute(x.data) {
+        return MatRef { data, offset: start, row_stride, col_stride };
+    }
+    buf.clear();
+    for j in 0..n as isize {
+        let row = start as isize + j * row_stride;
+        buf.extend((0..dim as isize).map(|c| x.data[(row + c * col_stride) as usize].widen()));
+    }
+    MatRef::dense(buf, dim)
 }
 
 /// Query rows per block up to which `few_rows` replaces the GEMMs.
@@ -317,18 +371,33 @@ mod tests {
                 causal,
             };
             let q: Vec<f32> = (0..6 * q_len * d).map(|_| rand()).collect();
-            let k: Vec<f32> = (0..2 * 37 * d).map(|_| rand()).collect();
-            let v: Vec<f32> = (0..2 * 37 * dv).map(|_| rand()).collect();
+            // Values exact in f16, so that f16 keys and values must give the same result.
+            let mut half_exact =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| f16::from_f32(rand()).to_f32()).collect() };
+            let k = half_exact(2 * 37 * d);
+            let v = half_exact(2 * 37 * dv);
             let (ks, kst) = ([1, 2, 37, d], [0, 37 * d as isize, d as isize, 1]);
             let (vs, vst) = ([1, 2, 37, dv], [0, 37 * dv as isize, dv as isize, 1]);
+            let want = reference(&q, &k, &v, &a);
+            let check = |out: &[f32], stored: &str| {
+                for (i, (&got, want)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (got as f64 - want).abs() < 1e-5,
+                        "{stored} keys, q_len {q_len}, element {i}: {got} vs {want}"
+                    );
+                }
+            };
             let mut out = vec![0f32; 6 * q_len * dv];
             attention(&mut out, &q, view(&k, &ks, &kst), view(&v, &vs, &vst), Mask::None, &a);
-            for (i, (&got, want)) in out.iter().zip(reference(&q, &k, &v, &a)).enumerate() {
-                assert!(
-                    (got as f64 - want).abs() < 1e-5,
-                    "q_len {q_len}, element {i}: {got} vs {want}"
-                );
-            }
+            check(&out, "f32");
+            let (k16, v16): (Vec<f16>, Vec<f16>) = (
+                k.iter().map(|&x| f16::from_f32(x)).collect(),
+                v.iter().map(|&x| f16::from_f32(x)).collect(),
+            );
+            out.fill(f32::NAN);
+            let (k16, v16) = (view(&k16, &ks, &kst), view(&v16, &vs, &vst));
+            attention(&mut out, &q, k16, v16, Mask::None, &a);
+            check(&out, "f16");
         }
     }
 }

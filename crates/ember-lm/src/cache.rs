@@ -6,10 +6,13 @@
 //! happens in place and a decode step costs only the new token's bytes. Capacity grows in
 //! steps of 256 positions. With a maximum size, the cache keeps the first `KEEP` positions
 //! (attention sinks) and overwrites the oldest of the rest, so memory stays bounded.
+//!
+//! Keys and values are kept in the dtype the model asks for: float16, as llama.cpp keeps them
+//! by default, halves the cache, and attention reads float16 rows as they are.
 
 use crate::error::{Error, Result};
 use ember_core::ops::{self, Slice};
-use ember_core::Array;
+use ember_core::{Array, Dtype};
 
 /// Positions the capacity grows by.
 const STEP: usize = 256;
@@ -29,6 +32,8 @@ pub struct KvCache {
     max_size: Option<usize>,
     /// In a full bounded cache, the slot holding the oldest evictable position.
     next_slot: usize,
+    /// What keys and values are kept in.
+    dtype: Dtype,
 }
 
 /// Positions `range` of axis 2.
@@ -48,9 +53,19 @@ fn grow(old: Option<Array>, len: usize, like: &Array, capacity: usize) -> Result
 }
 
 impl KvCache {
-    /// An empty cache; `max_size` bounds how many positions it keeps.
-    pub fn new(max_size: Option<usize>) -> KvCache {
-        KvCache { keys: None, values: None, offset: 0, len: 0, reserve: 0, max_size, next_slot: 0 }
+    /// An empty cache keeping keys and values in `dtype`; `max_size` bounds how many positions
+    /// it keeps.
+    pub fn new(max_size: Option<usize>, dtype: Dtype) -> KvCache {
+        KvCache {
+            keys: None,
+            values: None,
+            offset: 0,
+            len: 0,
+            reserve: 0,
+            max_size,
+            next_slot: 0,
+            dtype,
+        }
     }
 
     /// Allocates room for `positions` at the first update (no growth steps later).
@@ -86,6 +101,7 @@ impl KvCache {
                 v.shape()
             )));
         }
+        let (k, v) = (&k.astype(self.dtype)?, &v.astype(self.dtype)?);
         let l = k.shape()[2];
         let fits = self.max_size.is_none_or(|m| self.len + l <= m);
         let out = if fits {

@@ -14,7 +14,7 @@ use crate::hf_weights::{Quantization, SafetensorsWeights};
 use crate::llama::{Llama, LlamaConfig};
 use crate::tokenizer::Tokenizer;
 use crate::LoadedModel;
-use ember_core::Array;
+use ember_core::{Array, Dtype};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -183,6 +183,14 @@ fn llama3_wavelengths(theta: f64, dims: usize, [factor, low, high, context]: [f6
         .collect()
 }
 
+/// The weights' dtype config.json names, if it does.
+fn checkpoint_dtype<'f>(f: &'f Fields) -> Result<Option<&'f str>> {
+    match f.str("dtype")? {
+        Some(d) => Ok(Some(d)),
+        None => f.str("torch_dtype"),
+    }
+}
+
 /// Rejects config.json settings the shared decoder does not implement.
 fn check_supported(f: &Fields, arch: Arch) -> Result<()> {
     let unsupported = |what: String| Err(Error::model(f.path, what));
@@ -198,11 +206,9 @@ fn check_supported(f: &Fields, arch: Arch) -> Result<()> {
                 .into(),
         );
     }
-    let dtype = match f.str("dtype")? {
-        Some(d) => Some(d),
-        None => f.str("torch_dtype")?,
-    };
-    if let Some(d) = dtype.filter(|d| !["float32", "float16", "bfloat16"].contains(d)) {
+    if let Some(d) =
+        checkpoint_dtype(f)?.filter(|d| !["float32", "float16", "bfloat16"].contains(d))
+    {
         return unsupported(format!(
             "dtype `{d}` is not supported (ember runs float32, float16 and bfloat16 weights)"
         ));
@@ -298,6 +304,10 @@ pub fn config_from_json(json: &Map<String, Value>, path: &Path) -> Result<HfConf
         // transformers' default for both classes.
         tie_word_embeddings: f.bool("tie_word_embeddings", false)?,
         attention_bias: arch.attention_bias(),
+        kv_cache_dtype: match checkpoint_dtype(&f)? {
+            Some("float16" | "bfloat16") => Dtype::Float16,
+            _ => Dtype::Float32,
+        },
     };
     config.validate(path)?;
     let rope_freqs = match scaling {

@@ -37,6 +37,9 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     /// The query, key and value projections add a bias (Qwen2).
     pub attention_bias: bool,
+    /// What the KV cache keeps keys and values in: float16 (llama.cpp's default) unless the
+    /// weights are float32 ones.
+    pub kv_cache_dtype: Dtype,
 }
 
 /// Reads a required unsigned integer from GGUF metadata.
@@ -125,6 +128,7 @@ impl LlamaConfig {
             context_length: meta_usize(file, path, &key("context_length"))?,
             tie_word_embeddings: file.tensor_data("output.weight").is_err(),
             attention_bias: arch.attention_bias(),
+            kv_cache_dtype: Dtype::Float16,
         };
         config.validate(path)?;
         Ok(config)
@@ -406,7 +410,8 @@ impl Llama {
 
     /// One fresh cache per layer.
     pub fn make_cache(&self, max_kv_size: Option<usize>) -> Vec<KvCache> {
-        (0..self.layers.len()).map(|_| KvCache::new(max_kv_size)).collect()
+        let dtype = self.config.kv_cache_dtype;
+        (0..self.layers.len()).map(|_| KvCache::new(max_kv_size, dtype)).collect()
     }
 
     /// The final hidden states (B, L, hidden) of token ids `ids` (B, L), advancing `cache`.

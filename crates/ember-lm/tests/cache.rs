@@ -1,7 +1,8 @@
 //! The KV cache: positions are written in place in order, and a bounded cache keeps the first
-//! four positions and the most recent ones.
+//! four positions and the most recent ones; float32 keys and values are kept as float16 (the
+//! positions used here are exact in it).
 
-use ember_core::{ops, Array};
+use ember_core::{ops, Array, Dtype};
 use ember_lm::cache::KvCache;
 
 /// Keys (1, 1, L, 1) whose values are their positions `start..start + l`.
@@ -13,6 +14,7 @@ fn positions(start: usize, l: usize) -> Array {
 fn fetched(cache: &mut KvCache, start: usize, l: usize) -> Vec<f32> {
     let k = positions(start, l);
     let (keys, values) = cache.update_and_fetch(&k, &ops::negative(&k).unwrap()).unwrap();
+    assert_eq!((keys.dtype(), values.dtype()), (Dtype::Float16, Dtype::Float16), "kept as f16");
     let (kv, vv) = (keys.to_vec::<f32>().unwrap(), values.to_vec::<f32>().unwrap());
     assert_eq!(kv.iter().map(|x| -x).collect::<Vec<_>>(), vv, "values follow keys");
     kv
@@ -20,7 +22,7 @@ fn fetched(cache: &mut KvCache, start: usize, l: usize) -> Vec<f32> {
 
 #[test]
 fn unbounded_cache_returns_every_position_in_order() {
-    let mut c = KvCache::new(None);
+    let mut c = KvCache::new(None, Dtype::Float16);
     assert_eq!(fetched(&mut c, 0, 3), vec![0.0, 1.0, 2.0]);
     for p in 3..300 {
         let all = fetched(&mut c, p, 1);
@@ -33,7 +35,7 @@ fn unbounded_cache_returns_every_position_in_order() {
 #[test]
 fn bounded_cache_keeps_the_first_four_and_the_latest() {
     let m = 10;
-    let mut c = KvCache::new(Some(m));
+    let mut c = KvCache::new(Some(m), Dtype::Float16);
     fetched(&mut c, 0, 6);
     for p in 6..25 {
         let mut got = fetched(&mut c, p, 1);
@@ -59,7 +61,7 @@ fn bounded_cache_keeps_the_first_four_and_the_latest() {
 
 #[test]
 fn trimming_rewinds_until_positions_are_evicted() {
-    let mut c = KvCache::new(None);
+    let mut c = KvCache::new(None, Dtype::Float16);
     fetched(&mut c, 0, 5);
     assert!(c.trim_to(2) && c.offset() == 2);
     // The next positions overwrite the trimmed ones.
@@ -67,7 +69,7 @@ fn trimming_rewinds_until_positions_are_evicted() {
     assert!(!c.trim_to(5), "cannot trim forwards");
     assert_eq!(c.offset(), 4);
     // A bounded cache can rewind while it holds every position, not once it has evicted.
-    let mut b = KvCache::new(Some(8));
+    let mut b = KvCache::new(Some(8), Dtype::Float16);
     fetched(&mut b, 0, 8);
     assert!(b.trim_to(6));
     assert_eq!(fetched(&mut b, 20, 2).len(), 8);

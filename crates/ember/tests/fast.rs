@@ -264,6 +264,20 @@ fn attention_reads_strided_caches_and_half_types() {
             2e-2,
         );
     }
+    // float32 queries over a float16 cache, read as stored (5 positions: the GEMM path; 1: the
+    // decode path), equal attention over the cache's values in float32.
+    let [kh, vh] = [&kc, &vc]
+        .map(|c| ops::slice_axis(&c.astype(Dtype::Float16).unwrap(), 2, Slice::range(0, 37)));
+    let [kh, vh] = [kh.unwrap(), vh.unwrap()];
+    let [kw, vw] = [&kh, &vh].map(|t| t.astype(Dtype::Float32).unwrap());
+    for q in [q.clone(), ops::slice_axis(&q, 2, Slice::range(4, 5)).unwrap()] {
+        let y =
+            fast::scaled_dot_product_attention(&q, &kh, &vh, 0.25, AttentionMask::Causal).unwrap();
+        assert_eq!(y.dtype(), Dtype::Float32);
+        let want =
+            fast::scaled_dot_product_attention(&q, &kw, &vw, 0.25, AttentionMask::Causal).unwrap();
+        assert_close(&format!("f16 cache, {} queries", q.shape()[2]), &y, &want, 1e-6);
+    }
 }
 
 fn err(r: Result<Array>) -> String {

@@ -43,10 +43,12 @@ impl Primitive for FastOp {
         if !x.dtype().is_float() {
             bail!(name, "expected a floating point input, got {}", x.dtype());
         }
-        // Other inputs share x's dtype, except rope's float32 frequencies and a bool mask.
+        // Other inputs share x's dtype, except rope's float32 frequencies, a bool mask and
+        // float16 keys and values under float32 queries.
         let param_ok = |i: usize, a: &Array| match self {
             FastOp::Rope { .. } => a.dtype() == Dtype::Float32,
             FastOp::Sdpa { .. } if i == 3 => a.dtype() == x.dtype() || a.dtype() == Dtype::Bool,
+            FastOp::Sdpa { .. } => a.dtype() == kv_dtype(x.dtype(), inputs[1], inputs[2]),
             _ => a.dtype() == x.dtype(),
         };
         let mut others = inputs.iter().enumerate().skip(1);
@@ -288,6 +290,18 @@ fn check_sdpa(q: &Array, k: &Array, v: &Array, mask: Option<&Array>) -> Result<O
     Ok((vec![qs[0], qs[1], qs[2], vs[3]], q.dtype()))
 }
 
+/// The dtype attention in `dtype` takes its keys and values in: float16 ones stay float16
+/// under float32 (a half-precision KV cache, widened as read: converting it would copy the
+/// whole cache at each step), others are converted to `dtype`.
+fn kv_dtype(dtype: Dtype, k: &Array, v: &Array) -> Dtype {
+    let half = k.dtype() == Dtype::Float16 && v.dtype() == Dtype::Float16;
+    if dtype == Dtype::Float32 && half {
+        Dtype::Float16
+    } else {
+        dtype
+    }
+}
+
 /// `softmax(q k^T * scale + mask) v`, as `mlx.core.fast.scaled_dot_product_attention`, for q
 /// (B, Hq, Lq, D), k (B, Hkv, Lk, D) and v (B, Hkv, Lk, Dv) with `Hq` a multiple of `Hkv`
 /// (grouped-query attention). The output is (B, Hq, Lq, Dv) in the promoted dtype.
@@ -308,7 +322,8 @@ pub fn scaled_dot_product_attention(
     if !dtype.is_float() {
         bail!(OP, "received unsupported type {}", dtype);
     }
-    let mut inputs = vec![astype(q, dtype)?, astype(k, dtype)?, astype(v, dtype)?];
+    let kv = kv_dtype(dtype, k, v);
+    let mut inputs = vec![astype(q, dtype)?, astype(k, kv)?, astype(v, kv)?];
     if let Some(m) = mask_arr {
         if m.dtype() != Dtype::Bool {
             if promote_types(m.dtype(), dtype) != dtype {

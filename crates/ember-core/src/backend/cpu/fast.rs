@@ -1,6 +1,6 @@
 //! Fused ops on the CPU: contiguous rows into the kernels of `ember_cpu::fast`, and attention
 //! into `ember_cpu::attention` (which computes in f32 or f64: half inputs are converted in
-//! bulk around it).
+//! bulk around it, except f16 keys and values under f32 queries, which it reads as they are).
 
 use super::dispatch_float;
 use super::layout::{broadcast, to_contiguous};
@@ -9,7 +9,7 @@ use crate::dtype::{Dtype, Element};
 use crate::op::OutSpec;
 use crate::ops::fast::FastOp;
 use crate::{bail, bf16, f16, Result};
-use ember_cpu::attention::{attention, Attention, Mask};
+use ember_cpu::attention::{attention, Attention, KvElement, Mask};
 use ember_cpu::fast::{
     layer_norm_rows, rms_norm_rows, rope_rows, rope_table, softmax_rows, Compute, FastFloat,
     RopePairs,
@@ -75,12 +75,13 @@ fn sdpa(inputs: &[ReadyArray], shape: &[usize], scale: f64, causal: bool) -> Res
         causal,
     };
     let mask = inputs.get(3);
-    match q.dtype {
-        Dtype::Float32 => sdpa_typed::<f32>(q, k, v, mask, &a, shape),
-        Dtype::Float64 => sdpa_typed::<f64>(q, k, v, mask, &a, shape),
-        Dtype::Float16 => sdpa_half::<f16>(q, k, v, mask, &a, shape),
-        Dtype::Bfloat16 => sdpa_half::<bf16>(q, k, v, mask, &a, shape),
-        d => bail!("scaled_dot_product_attention", "unsupported dtype {}", d),
+    match (q.dtype, k.dtype) {
+        (Dtype::Float32, Dtype::Float16) => sdpa_typed::<f32, f16>(q, k, v, mask, &a, shape),
+        (Dtype::Float32, _) => sdpa_typed::<f32, f32>(q, k, v, mask, &a, shape),
+        (Dtype::Float64, _) => sdpa_typed::<f64, f64>(q, k, v, mask, &a, shape),
+        (Dtype::Float16, _) => sdpa_half::<f16>(q, k, v, mask, &a, shape),
+        (Dtype::Bfloat16, _) => sdpa_half::<bf16>(q, k, v, mask, &a, shape),
+        (d, _) => bail!("scaled_dot_product_attention", "unsupported dtype {}", d),
     }
 }
 
@@ -105,14 +106,15 @@ fn sdpa_half<T: FastFloat<Acc = f32> + Element>(
         })
     };
     let mask = mask.map(widen).transpose()?;
-    let out = sdpa_typed::<f32>(&widen(q)?, &widen(k)?, &widen(v)?, mask.as_ref(), a, shape)?;
+    let out = sdpa_typed::<f32, f32>(&widen(q)?, &widen(k)?, &widen(v)?, mask.as_ref(), a, shape)?;
     new_output::<T>(shape, |o| {
         T::narrow_slice(data::<f32>(&out), o);
         Ok(())
     })
 }
 
-fn sdpa_typed<T: Gemm + Compute + Element>(
+/// Attention computed in `T` over keys and values stored as `KV`.
+fn sdpa_typed<T: Gemm + Compute + Element, KV: KvElement<T> + Element>(
     q: &ReadyArray,
     k: &ReadyArray,
     v: &ReadyArray,
@@ -128,7 +130,7 @@ fn sdpa_typed<T: Gemm + Compute + Element>(
         Some(m) => Mask::Add(m.view::<T>()),
     };
     new_output::<T>(shape, |out| {
-        attention(out, data::<T>(&q), k.view::<T>(), v.view::<T>(), mask, a);
+        attention(out, data::<T>(&q), k.view::<KV>(), v.view::<KV>(), mask, a);
         Ok(())
     })
 }
