@@ -158,7 +158,8 @@ def run_llama_completion(bin_dir, model):
     prompt = float(re.search(r"prompt eval time\s*" + ms, r.stderr).group(1)) / 1000
     rss = float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
     # llama.cpp's first token follows the prompt pass (its sampling is negligible).
-    return {"load_s": load, "ttft_s": prompt, "rss_mb": rss / 1000}
+    # GNU time's "kbytes" are KiB; ember reports bytes, both shown in MB (10^6 bytes).
+    return {"load_s": load, "ttft_s": prompt, "rss_mb": rss * 1024 / 1e6}
 
 
 METRICS = [  # (key, label, higher is better, format)
