@@ -14,6 +14,7 @@ use crate::matmul::{Gemm, MatRef};
 use crate::strided::View;
 use few_rows::Rows;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 mod few_rows;
@@ -56,6 +57,10 @@ fn block_rows(kv_len: usize) -> usize {
 /// The element type of keys and values under attention computed in `T`.
 pub trait KvElement<T>: Copy + Send + Sync {
     fn widen(self) -> T;
+    /// `dst = src` widened.
+    fn widen_row(src: &[Self], dst: &mut [T]) {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s.widen());
+    }
     /// The elements as `T`, when they are `T` (read in place).
     fn as_compute(data: &[Self]) -> Option<&[T]>;
     /// The elements as f16, when they are f16.
@@ -77,6 +82,9 @@ impl<T: Compute> KvElement<T> for T {
 impl KvElement<f32> for f16 {
     fn widen(self) -> f32 {
         self.to_f32()
+    }
+    fn widen_row(src: &[f16], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst)
     }
     fn as_compute(_: &[f16]) -> Option<&[f32]> {
         None
@@ -250,9 +258,15 @@ fn positions<'b, T: Compute, KV: KvElement<T>>(
         return MatRef { data, offset: start, row_stride, col_stride };
     }
     buf.clear();
-    for j in 0..n as isize {
-        let row = start as isize + j * row_stride;
-        buf.extend((0..dim as isize).map(|c| x.data[(row + c * col_stride) as usize].widen()));
+    buf.resize(n * dim, T::zero());
+    for (j, dst) in buf.chunks_exact_mut(dim).enumerate() {
+        let row = start as isize + j as isize * row_stride;
+        if col_stride == 1 {
+            KV::widen_row(&x.data[row as usize..][..dim], dst);
+        } else {
+            let at = |c: usize| (row + c as isize * col_stride) as usize;
+            dst.iter_mut().enumerate().for_each(|(c, d)| *d = x.data[at(c)].widen());
+        }
     }
     MatRef::dense(buf, dim)
 }

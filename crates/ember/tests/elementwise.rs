@@ -138,3 +138,43 @@ fn where_and_clip_broadcast() {
     assert_eq!(y.to_vec::<f32>().unwrap(), vec![0.0, 0.5, 1.0]);
     assert!(ops::clip(&x, None, None).is_err());
 }
+
+#[test]
+fn casts_to_half_types_round_to_nearest_even() {
+    let p = |e: i32| 2f32.powi(e);
+    // (float32 input, its float16 and bfloat16 values), ties included.
+    let cases = [
+        (1.0 + p(-11), 1.0, 1.0),
+        (1.0 + 3.0 * p(-11), 1.0 + p(-9), 1.0),
+        (1.0 + p(-8), 1.0 + p(-8), 1.0),
+        (1.0 + 3.0 * p(-8), 1.0 + 3.0 * p(-8), 1.0 + p(-6)),
+        (65519.0, 65504.0, 65536.0),
+        (65520.0, f32::INFINITY, 65536.0),
+        (p(-25), 0.0, p(-25)),
+        (3.0 * p(-26), p(-24), 3.0 * p(-26)),
+        (-0.0, -0.0, -0.0),
+        (f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY),
+    ];
+    let n = cases.len();
+    let x: Vec<f32> = cases.iter().map(|c| c.0).chain([f32::NAN]).collect();
+    let contiguous = Array::from_slice(&x, &[n + 1]).unwrap();
+    // The same values as a strided view (every other element of a (n + 1, 2) array's column).
+    let doubled: Vec<f32> = x.iter().flat_map(|&v| [v, 7.0]).collect();
+    let pairs = Array::from_slice(&doubled, &[n + 1, 2]).unwrap();
+    let strided =
+        ops::reshape_to(&ops::slice_axis(&pairs, 1, Slice::range(0, 1)).unwrap(), &[n + 1])
+            .unwrap();
+    for (dtype, want) in
+        [(Dtype::Float16, cases.map(|c| c.1)), (Dtype::Bfloat16, cases.map(|c| c.2))]
+    {
+        for (layout, a) in [("contiguous", &contiguous), ("strided", &strided)] {
+            let half = a.astype(dtype).unwrap();
+            // Widening back is exact, through the contiguous path.
+            let got = half.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!(g.to_bits() == w.to_bits(), "{dtype} {layout} case {i}: {g} vs {w}");
+            }
+            assert!(got[n].is_nan(), "{dtype} {layout}: NaN stays NaN");
+        }
+    }
+}

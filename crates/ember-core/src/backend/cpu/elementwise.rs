@@ -8,6 +8,8 @@ use crate::dispatch;
 use crate::dtype::{Dtype, Element};
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::Result;
+use crate::{bf16, f16};
+use ember_cpu::fast::FastFloat;
 use ember_cpu::num_like::FloatMath;
 use ember_cpu::strided::{map1, map1_inplace, map2, map2_inplace, map3};
 use ember_cpu::vmap::{self, Transcendental};
@@ -256,10 +258,41 @@ pub fn select(inputs: &[ReadyArray], shape: &[usize]) -> Result<ReadyArray> {
 }
 
 pub fn astype(x: &ReadyArray, dtype: Dtype) -> Result<ReadyArray> {
+    if x.is_contiguous() {
+        match (x.dtype, dtype) {
+            (Dtype::Float32, Dtype::Float16) => return narrow::<f16>(x),
+            (Dtype::Float32, Dtype::Bfloat16) => return narrow::<bf16>(x),
+            (Dtype::Float16, Dtype::Float32) => return widen::<f16>(x),
+            (Dtype::Bfloat16, Dtype::Float32) => return widen::<bf16>(x),
+            _ => {}
+        }
+    }
     dispatch!(x.dtype, A => dispatch!(dtype, B => new_output::<B>(&x.shape, |out| {
         map1(out, x.view::<A>(), cast::<A, B>);
         Ok(())
     })))
+}
+
+/// The elements of a contiguous array.
+fn contiguous_data<T: Element>(x: &ReadyArray) -> &[T] {
+    &x.elements::<T>()[x.offset..][..x.size()]
+}
+
+/// Contiguous float32 to a half type: `half`'s slice conversion (F16C where the CPU has it),
+/// rounded once to nearest even like the element-wise path through f64.
+fn narrow<H: FastFloat<Acc = f32> + Element>(x: &ReadyArray) -> Result<ReadyArray> {
+    new_output::<H>(&x.shape, |out| {
+        H::narrow_slice(contiguous_data::<f32>(x), out);
+        Ok(())
+    })
+}
+
+/// Contiguous half values to float32 (exact).
+fn widen<H: FastFloat<Acc = f32> + Element>(x: &ReadyArray) -> Result<ReadyArray> {
+    new_output::<f32>(&x.shape, |out| {
+        H::widen_slice(contiguous_data::<H>(x), out);
+        Ok(())
+    })
 }
 
 pub fn arange(start: f64, step: f64, len: usize, dtype: Dtype) -> Result<ReadyArray> {
