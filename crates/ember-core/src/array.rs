@@ -95,6 +95,12 @@ impl ReadyArray {
         typed(&self.buffer)
     }
 
+    /// The array's own elements, in order, when it is contiguous (see [`Self::is_contiguous`]).
+    pub fn contiguous_elements<T: Element>(&self) -> &[T] {
+        debug_assert!(self.is_contiguous(), "contiguous_elements of a strided view");
+        &self.elements::<T>()[self.offset..][..self.size()]
+    }
+
     /// The elements as a mutable contiguous slice, when this array is the only user of a
     /// buffer laid out exactly as `shape` of `dtype` (so an op may overwrite it in place).
     pub fn donatable<T: Element>(&mut self, shape: &[usize]) -> Option<&mut [T]> {

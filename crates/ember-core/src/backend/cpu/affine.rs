@@ -35,11 +35,6 @@ macro_rules! dispatch_scale {
     };
 }
 
-/// The elements of a contiguous array.
-fn data<T: Element>(x: &ReadyArray) -> &[T] {
-    &x.elements::<T>()[x.offset..][..x.size()]
-}
-
 pub fn eval(op: &AffineOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<Vec<ReadyArray>> {
     let inputs = inputs.iter().map(to_contiguous).collect::<Result<Vec<_>>>()?;
     match *op {
@@ -51,7 +46,7 @@ pub fn eval(op: &AffineOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result
             let (w, s, b) = (&inputs[0], &inputs[1], &inputs[2]);
             dispatch_scale!(s.dtype, T => Ok(vec![new_output::<T>(&outputs[0].0, |out| {
                 ember_cpu::affine::dequantize(
-                    data::<u32>(w), data::<T>(s), data::<T>(b), group_size, bits, out,
+                    w.contiguous_elements::<u32>(), s.contiguous_elements::<T>(), b.contiguous_elements::<T>(), group_size, bits, out,
                 );
                 Ok(())
             })?]))
@@ -64,13 +59,13 @@ pub fn eval(op: &AffineOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result
             let m = x.size() / k.max(1);
             dispatch_scale!(s.dtype, T => Ok(vec![new_output::<f32>(shape, |out| {
                 let q = Quantized {
-                    codes: data::<u32>(w),
-                    scales: data::<T>(s),
-                    biases: data::<T>(b),
+                    codes: w.contiguous_elements::<u32>(),
+                    scales: s.contiguous_elements::<T>(),
+                    biases: b.contiguous_elements::<T>(),
                     group: group_size,
                     bits,
                 };
-                let xs = data::<f32>(x);
+                let xs = x.contiguous_elements::<f32>();
                 if m == 0 {
                     // No rows (and possibly k = 0 with rows): nothing to compute.
                     out.fill(0.0);
@@ -97,7 +92,7 @@ fn quantize<T: Element + FloatElem<Acc = f32>>(
     let mut scales = alloc_output(T::DTYPE, size(1))?;
     let mut biases = alloc_output(T::DTYPE, size(2))?;
     ember_cpu::affine::quantize(
-        data::<T>(w),
+        w.contiguous_elements::<T>(),
         group_size,
         bits,
         &mut typed_mut::<u32>(&mut codes)[..size(0)],

@@ -273,16 +273,11 @@ pub fn astype(x: &ReadyArray, dtype: Dtype) -> Result<ReadyArray> {
     })))
 }
 
-/// The elements of a contiguous array.
-fn contiguous_data<T: Element>(x: &ReadyArray) -> &[T] {
-    &x.elements::<T>()[x.offset..][..x.size()]
-}
-
 /// Contiguous float32 to a half type: `half`'s slice conversion (F16C where the CPU has it),
 /// rounded once to nearest even like the element-wise path through f64.
 fn narrow<H: FastFloat<Acc = f32> + Element>(x: &ReadyArray) -> Result<ReadyArray> {
     new_output::<H>(&x.shape, |out| {
-        H::narrow_slice(contiguous_data::<f32>(x), out);
+        H::narrow_slice(x.contiguous_elements::<f32>(), out);
         Ok(())
     })
 }
@@ -290,7 +285,7 @@ fn narrow<H: FastFloat<Acc = f32> + Element>(x: &ReadyArray) -> Result<ReadyArra
 /// Contiguous half values to float32 (exact).
 fn widen<H: FastFloat<Acc = f32> + Element>(x: &ReadyArray) -> Result<ReadyArray> {
     new_output::<f32>(&x.shape, |out| {
-        H::widen_slice(contiguous_data::<H>(x), out);
+        H::widen_slice(x.contiguous_elements::<H>(), out);
         Ok(())
     })
 }

@@ -25,8 +25,8 @@ pub fn eval(op: &FastOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<V
     let params = inputs[1..].iter().map(to_contiguous).collect::<Result<Vec<_>>>()?;
     let d = x.shape.last().copied().unwrap_or(1);
     let out = dispatch_float!(x.dtype, T => new_output::<T>(&x.shape, |out| {
-        let xs = data::<T>(&x);
-        let param = |i: usize| params.get(i).map(data::<T>);
+        let xs = x.contiguous_elements::<T>();
+        let param = |i: usize| params.get(i).map(|p| p.contiguous_elements::<T>());
         match op {
             FastOp::Softmax => softmax_rows(out, xs, d),
             FastOp::RmsNorm { eps } => rms_norm_rows(out, xs, param(0), eps.0, d),
@@ -43,7 +43,7 @@ pub fn eval(op: &FastOp, inputs: &[ReadyArray], outputs: &[OutSpec]) -> Result<V
                         let step = (b.0 as f32).ln() / half as f32;
                         (0..half).map(|i| (-(i as f32) * step).exp()).collect()
                     }
-                    None => data::<f32>(&params[0]).iter().map(|f| 1.0 / f).collect(),
+                    None => params[0].contiguous_elements::<f32>().iter().map(|f| 1.0 / f).collect(),
                 };
                 let seq = x.shape[x.shape.len() - 2];
                 let table = cached_rope_table(seq, *offset, scale.0 as f32, inv_freq);
@@ -88,11 +88,6 @@ fn cached_rope_table(seq: usize, offset: usize, scale: f32, inv_freq: Vec<f32>) 
     table
 }
 
-/// The elements of a contiguous array.
-fn data<T: Element>(x: &ReadyArray) -> &[T] {
-    &x.elements::<T>()[x.offset..][..x.size()]
-}
-
 fn sdpa(inputs: &[ReadyArray], shape: &[usize], scale: f64, causal: bool) -> Result<ReadyArray> {
     let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
     let a = Attention {
@@ -133,14 +128,14 @@ fn sdpa_half<T: FastFloat<Acc = f32> + Element>(
         }
         let x = to_contiguous(x)?;
         new_output::<f32>(&x.shape, |o| {
-            T::widen_slice(data::<T>(&x), o);
+            T::widen_slice(x.contiguous_elements::<T>(), o);
             Ok(())
         })
     };
     let mask = mask.map(widen).transpose()?;
     let out = sdpa_typed::<f32, f32>(&widen(q)?, &widen(k)?, &widen(v)?, mask.as_ref(), a, shape)?;
     new_output::<T>(shape, |o| {
-        T::narrow_slice(data::<f32>(&out), o);
+        T::narrow_slice(out.contiguous_elements::<f32>(), o);
         Ok(())
     })
 }
@@ -162,7 +157,7 @@ fn sdpa_typed<T: Gemm + Compute + Element, KV: KvElement<T> + Element>(
         Some(m) => Mask::Add(m.view::<T>()),
     };
     new_output::<T>(shape, |out| {
-        attention(out, data::<T>(&q), k.view::<KV>(), v.view::<KV>(), mask, a);
+        attention(out, q.contiguous_elements::<T>(), k.view::<KV>(), v.view::<KV>(), mask, a);
         Ok(())
     })
 }

@@ -22,8 +22,8 @@ pub fn eval(
             let n = w.shape[0];
             let m: usize = x.shape[..x.shape.len() - 1].iter().product();
             new_output::<f32>(shape, |out| {
-                let xs = &x.elements::<f32>()[x.offset..][..x.size()];
-                let ws = &w.elements::<u8>()[w.offset..][..w.size()];
+                let xs = x.contiguous_elements::<f32>();
+                let ws = w.contiguous_elements::<u8>();
                 ember_cpu::quantized::matmul(*ty, *layout, out, xs, ws, m, n, k);
                 Ok(())
             })?
@@ -31,7 +31,7 @@ pub fn eval(
         QuantizedOp::GgmlDequantize { ty } => {
             let w = to_contiguous(&inputs[0])?;
             new_output::<f32>(shape, |out| {
-                let ws = &w.elements::<u8>()[w.offset..][..w.size()];
+                let ws = w.contiguous_elements::<u8>();
                 if !ember_cpu::ggml::dequantize(*ty, ws, out) {
                     bail!("dequantize", "cannot dequantize {} blocks", ty.name());
                 }
@@ -50,7 +50,7 @@ pub fn eval(
             }))?;
             let k = shape[shape.len() - 1];
             new_output::<f32>(shape, |out| {
-                let ws = &w.elements::<u8>()[w.offset..][..w.size()];
+                let ws = w.contiguous_elements::<u8>();
                 if !ember_cpu::quantized::dequantize_rows(*ty, *layout, ws, k, &ids, out) {
                     bail!("dequantize_rows", "cannot dequantize {} rows", ty.name());
                 }
@@ -60,7 +60,7 @@ pub fn eval(
         QuantizedOp::GgmlQuantize { ty } => {
             let x = to_contiguous(&inputs[0])?;
             new_output::<u8>(shape, |out| {
-                let xs = &x.elements::<f32>()[x.offset..][..x.size()];
+                let xs = x.contiguous_elements::<f32>();
                 if !ember_cpu::ggml_quantize::quantize(*ty, xs, out) {
                     bail!("quantize", "cannot write {} blocks", ty.name());
                 }
