@@ -9,12 +9,11 @@
 //! cache, as llama.cpp keeps by default): `few_rows` widens them as it reads them, the GEMM
 //! path widens a block's rows into scratch first.
 
-use crate::fast::{max_of, Compute};
+use crate::fast::{max_of, Compute, FastFloat};
 use crate::matmul::{Gemm, MatRef};
 use crate::strided::View;
 use few_rows::Rows;
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 mod few_rows;
@@ -84,7 +83,7 @@ impl KvElement<f32> for f16 {
         self.to_f32()
     }
     fn widen_row(src: &[f16], dst: &mut [f32]) {
-        src.convert_to_f32_slice(dst)
+        f16::widen_slice(src, dst)
     }
     fn as_compute(_: &[f16]) -> Option<&[f32]> {
         None

@@ -59,7 +59,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize
 }
 
 /// `dst = src` widened (`src` as little-endian f16 bytes, at any alignment).
-fn widen_row(dst: &mut [f32], src: &[u8]) {
+pub(crate) fn widen_row(dst: &mut [f32], src: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F (checked just above).
