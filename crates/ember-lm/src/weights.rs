@@ -94,22 +94,48 @@ impl WeightSource for ArrayWeights {
 
 /// The tensors of a GGUF file, named as llama.cpp's converter names them.
 ///
-/// Quantized matrices are copied at load into one buffer from ember's allocator, which backs
-/// large buffers with huge pages: decoding streams every weight once per token, and over the
-/// file's 4 KiB pages the TLB misses of that walk cost about as much as the reads. They are
-/// read with `pread`, so the file's pages are never mapped into the process (no double count
-/// in its resident memory). F16 matrices count as quantized (their kernel reads f16); other
-/// dense tensors (norms, F32 and BF16 matrices) stay views of the file.
+/// Decoding streams every quantized matrix once per token, and over a file's 4 KiB pages the
+/// TLB misses of that walk cost about as much as the reads. So matrices are read where the file
+/// is mapped in 2 MiB pages ([`GgufFile::map_in_huge_pages`]), and otherwise copied at load
+/// into one buffer from ember's allocator, which backs large buffers with huge pages. Copies
+/// are read with `pread`, so the file's pages are not mapped into the process for them (no
+/// double count in its resident memory). F16 matrices count as quantized (their kernel reads
+/// f16); other dense tensors (norms, F32 and BF16 matrices) stay views of the file.
 ///
-/// In the buffer, the matrices a layer applies to one input (q/k/v, gate/up) follow one
-/// another, so that they make one fused product ([`WeightSource::fused_linear`]), and where
-/// the CPU has AVX-512 VNNI the matrices are packed for its kernels.
+/// The matrices a layer applies to one input (q/k/v, gate/up) must follow one another to make
+/// one fused product ([`WeightSource::fused_linear`]): copies are placed so, and a group is read
+/// in place only if the file has it so. Where the CPU has AVX-512 VNNI the matrices are
+/// packed for its kernels, which makes them copies.
 pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     path: &'a Path,
+    /// The copied matrices.
     arena: Option<Array>,
-    /// Byte offset in `arena` and layout of each quantized tensor.
-    placed: HashMap<String, (usize, GgmlLayout)>,
+    /// The file's tensor data, when matrices are read from it in place.
+    file_data: Option<Array>,
+    placed: HashMap<String, Placed>,
+}
+
+/// Where a quantized tensor's bytes are, and in which layout.
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct Placed {
+    /// In the file's tensor data rather than the arena.
+    in_file: bool,
+    /// Byte offset in the arena or the file's tensor data.
+    at: usize,
+    layout: GgmlLayout,
+}
+
+/// When the loader reads matrices from the file mapping instead of copying them.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum InPlace {
+    /// When the file is mapped in huge pages (see [`GgufWeights`]).
+    WhenHugePages,
+    /// Always where the layout allows (tests: the same model either way).
+    #[cfg(test)]
+    Always,
+    #[cfg(test)]
+    Never,
 }
 
 /// llama.cpp's names of the matrices that share an input, fused in this order.
@@ -181,6 +207,41 @@ enum Storage {
     Blocks(GgmlType),
 }
 
+/// The file's quantized matrices in file order, each with its layout, each fusion group whole
+/// (in fusion order) where its first member is met.
+fn matrix_groups(file: &GgufFile) -> Vec<Vec<(&GgufTensorInfo, GgmlLayout)>> {
+    // Matrices the quantized kernels compute (F16 ones included: read as f16).
+    let quantized =
+        |i: &&GgufTensorInfo| ops::quantized::supports(i.ggml_type) && i.shape.len() == 2;
+    let infos: HashMap<&str, &GgufTensorInfo> =
+        file.tensor_infos().iter().filter(quantized).map(|i| (i.name.as_str(), i)).collect();
+    let layout = |info: &GgufTensorInfo| {
+        let rows = info.shape.first().copied().unwrap_or(1);
+        let packed = packed_is_fast()
+            && ops::quantized::valid_layout(info.ggml_type, GgmlLayout::Packed, rows);
+        if packed {
+            GgmlLayout::Packed
+        } else {
+            GgmlLayout::Rows
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut groups = Vec::new();
+    for info in file.tensor_infos().iter().filter(quantized) {
+        if seen.contains(info.name.as_str()) {
+            continue;
+        }
+        let members: Vec<&GgufTensorInfo> = fusion_group(&info.name)
+            .iter()
+            .map(|n| infos.get(n.as_str()).copied())
+            .collect::<Option<_>>()
+            .unwrap_or_else(|| vec![info]);
+        seen.extend(members.iter().map(|m| m.name.as_str()));
+        groups.push(members.into_iter().map(|m| (m, layout(m))).collect());
+    }
+    groups
+}
+
 /// Reads the tensors `order` (by arena offset) into `out` at their places, packing those
 /// placed packed. Pieces of about [`READ_PIECE`] bytes are read in parallel; a packed piece
 /// (whole groups of rows) is read into a buffer that stays in cache and packed from it, so
@@ -189,7 +250,7 @@ fn read_arena(
     file: &GgufFile,
     path: &Path,
     order: &[&GgufTensorInfo],
-    placed: &HashMap<String, (usize, GgmlLayout)>,
+    placed: &HashMap<String, Placed>,
     out: &mut [u8],
 ) -> ember_core::Result<()> {
     let handle = std::fs::File::open(path)
@@ -198,7 +259,7 @@ fn read_arena(
     let mut pieces = Vec::new();
     let (mut rest, mut pos) = (out, 0);
     for &info in order {
-        let (at, layout) = placed[&info.name];
+        let Placed { at, layout, .. } = placed[&info.name];
         let (_, tail) = std::mem::take(&mut rest).split_at_mut(at - pos);
         let (mut bytes, tail) = tail.split_at_mut(info.nbytes);
         (rest, pos) = (tail, at + info.nbytes);
@@ -232,50 +293,68 @@ fn read_arena(
 }
 
 impl<'a> GgufWeights<'a> {
-    /// Reads the quantized tensors of `file` (opened from `path`) into memory.
+    /// Reads the quantized tensors of `file` (opened from `path`) in place or into memory.
     pub fn new(file: &'a GgufFile, path: &'a Path) -> Result<GgufWeights<'a>> {
-        // Matrices the quantized kernels compute (F16 ones included: read as f16, once).
-        let quantized =
-            |i: &GgufTensorInfo| ops::quantized::supports(i.ggml_type) && i.shape.len() == 2;
-        let infos: HashMap<&str, &GgufTensorInfo> = file
-            .tensor_infos()
-            .iter()
-            .filter(|i| quantized(i))
-            .map(|i| (i.name.as_str(), i))
-            .collect();
-        // File order, each fusion group placed whole (unpadded) where its first member is met.
+        Self::placing(file, path, InPlace::WhenHugePages)
+    }
+
+    pub(crate) fn placing(
+        file: &'a GgufFile,
+        path: &'a Path,
+        in_place: InPlace,
+    ) -> Result<GgufWeights<'a>> {
+        let groups = matrix_groups(file);
+        // Groups the file holds as the kernels read them: rows layout, members back to back.
+        let readable = |g: &[(&GgufTensorInfo, GgmlLayout)]| {
+            g.iter().all(|(_, l)| *l == GgmlLayout::Rows)
+                && g.windows(2).all(|w| w[0].0.offset + w[0].0.nbytes == w[1].0.offset)
+        };
+        let bytes = |g: &[(&GgufTensorInfo, GgmlLayout)]| g.iter().map(|m| m.0.nbytes).sum::<usize>();
+        let readable_bytes: usize = groups.iter().filter(|g| readable(g)).map(|g| bytes(g)).sum();
+        let all_bytes: usize = groups.iter().map(|g| bytes(g)).sum();
+        // Mapping in huge pages may re-read the file: only worth it for most of the weights.
+        let from_file = match in_place {
+            InPlace::WhenHugePages => 2 * readable_bytes >= all_bytes && file.map_in_huge_pages(),
+            #[cfg(test)]
+            InPlace::Always => true,
+            #[cfg(test)]
+            InPlace::Never => false,
+        };
         let mut order: Vec<&GgufTensorInfo> = Vec::new();
         let mut placed = HashMap::new();
         let mut total = 0usize;
-        for info in file.tensor_infos().iter().filter(|i| quantized(i)) {
-            if placed.contains_key(&info.name) {
-                continue;
+        for group in &groups {
+            let in_file = from_file && readable(group);
+            if !in_file {
+                total = total.next_multiple_of(ARENA_ALIGN);
             }
-            let group: Vec<&GgufTensorInfo> = match fusion_group(&info.name)
-                .iter()
-                .map(|n| infos.get(n.as_str()).copied())
-                .collect::<Option<Vec<_>>>()
-            {
-                Some(g) => g,
-                None => vec![info],
-            };
-            total = total.next_multiple_of(ARENA_ALIGN);
-            for member in group {
-                let rows = member.shape.first().copied().unwrap_or(1);
-                let packed = packed_is_fast()
-                    && member.shape.len() == 2
-                    && ops::quantized::valid_layout(member.ggml_type, GgmlLayout::Packed, rows);
-                let layout = if packed { GgmlLayout::Packed } else { GgmlLayout::Rows };
-                placed.insert(member.name.clone(), (total, layout));
-                order.push(member);
-                total += member.nbytes;
+            for &(member, layout) in group {
+                let at = if in_file { member.offset } else { total };
+                placed.insert(member.name.clone(), Placed { in_file, at, layout });
+                if !in_file {
+                    order.push(member);
+                    total += member.nbytes;
+                }
             }
         }
-        if total == 0 {
-            return Ok(GgufWeights { file, path, arena: None, placed });
+        let file_data = if from_file { Some(file.data_bytes()?) } else { None };
+        let arena = if total == 0 {
+            None
+        } else {
+            let arena =
+                new_output::<u8>(&[total], |out| read_arena(file, path, &order, &placed, out))?;
+            Some(Array::from_ready(arena))
+        };
+        Ok(GgufWeights { file, path, arena, file_data, placed })
+    }
+
+    /// The bytes a placed tensor's offset indexes.
+    fn source(&self, placed: &Placed) -> Option<&Array> {
+        if placed.in_file {
+            self.file_data.as_ref()
+        } else {
+            self.arena.as_ref()
         }
-        let arena = new_output::<u8>(&[total], |out| read_arena(file, path, &order, &placed, out))?;
-        Ok(GgufWeights { file, path, arena: Some(Array::from_ready(arena)), placed })
     }
 
     fn name(&self, hf: &str) -> Result<String> {
@@ -301,8 +380,9 @@ impl<'a> GgufWeights<'a> {
 
     fn blocks(&self, name: &str, ty: GgmlType) -> Result<QuantizedWeight> {
         let t = self.file.tensor_data(name)?;
-        let (Some(arena), Some(&(at, layout)), [rows, cols]) =
-            (&self.arena, self.placed.get(name), t.shape)
+        let placed = self.placed.get(name);
+        let (Some(bytes), Some(&Placed { at, layout, .. }), [rows, cols]) =
+            (placed.and_then(|p| self.source(p)), placed, t.shape)
         else {
             return Err(Error::model(
                 self.path,
@@ -310,7 +390,7 @@ impl<'a> GgufWeights<'a> {
             ));
         };
         let row_bytes = cols / ty.block_size() * ty.type_size();
-        arena_matrix(arena, at, *rows, row_bytes, ty, layout)
+        placed_matrix(bytes, at, *rows, row_bytes, ty, layout)
     }
 
     fn shape_of(&self, name: &str) -> Result<Vec<usize>> {
@@ -318,9 +398,10 @@ impl<'a> GgufWeights<'a> {
     }
 }
 
-/// Rows `rows` x `row_bytes` of `arena` from byte `at`, as a matrix of `ty` in `layout`.
-fn arena_matrix(
-    arena: &Array,
+/// Rows `rows` x `row_bytes` of `bytes` (the arena or the file's data) from byte `at`, as a
+/// matrix of `ty` in `layout`.
+fn placed_matrix(
+    bytes: &Array,
     at: usize,
     rows: usize,
     row_bytes: usize,
@@ -328,8 +409,8 @@ fn arena_matrix(
     layout: GgmlLayout,
 ) -> Result<QuantizedWeight> {
     let end = at + rows * row_bytes;
-    let bytes = ops::slice(arena, &[Slice::range(at as isize, end as isize)])?;
-    let blocks = ops::reshape_to(&bytes, &[rows, row_bytes])?;
+    let range = ops::slice(bytes, &[Slice::range(at as isize, end as isize)])?;
+    let blocks = ops::reshape_to(&range, &[rows, row_bytes])?;
     blocks.eval()?;
     Ok(QuantizedWeight::new(blocks, ty, layout)?)
 }
@@ -371,36 +452,63 @@ impl WeightSource for GgufWeights<'_> {
     }
 
     fn fused_linear(&self, names: &[String]) -> Result<Option<Box<dyn Module>>> {
-        let Some(arena) = &self.arena else { return Ok(None) };
         let mut parts = Vec::with_capacity(names.len());
         for hf in names {
             let n = self.name(hf)?;
             let t = self.file.tensor_data(&n)?;
             match (self.placed.get(&n), t.shape) {
-                (Some(&(at, layout)), [rows, cols]) => {
-                    parts.push((at, layout, t.ggml_type, *rows, *cols, t.bytes.len()))
+                (Some(&placed), [rows, cols]) => {
+                    parts.push((placed, t.ggml_type, *rows, *cols, t.bytes.len()))
                 }
                 _ => return Ok(None),
             }
         }
-        let Some(&(start, layout, ty, _, cols, _)) = parts.first() else { return Ok(None) };
-        let mut end = start;
-        for &(at, l, t, _, c, nbytes) in &parts {
-            if at != end || l != layout || t != ty || c != cols {
+        let Some(&(first, ty, _, cols, _)) = parts.first() else { return Ok(None) };
+        let Some(bytes) = self.source(&first) else { return Ok(None) };
+        // Fused only where the matrices follow one another in the same bytes.
+        let mut end = first.at;
+        for &(placed, t, _, c, nbytes) in &parts {
+            let next = Placed { at: end, ..first };
+            if placed != next || t != ty || c != cols {
                 return Ok(None);
             }
             end += nbytes;
         }
-        let rows: usize = parts.iter().map(|p| p.3).sum();
+        let rows: usize = parts.iter().map(|p| p.2).sum();
         let row_bytes = cols / ty.block_size() * ty.type_size();
-        let weight = arena_matrix(arena, start, rows, row_bytes, ty, layout)?;
+        let weight = placed_matrix(bytes, first.at, rows, row_bytes, ty, first.layout)?;
         Ok(Some(Box::new(QuantizedLinear::new(weight, None)?)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{fusion_group, gguf_name};
+    use super::{fusion_group, gguf_name, GgufWeights, InPlace};
+    use crate::{Llama, LlamaConfig};
+    use ember_core::io::gguf::GgufFile;
+    use ember_core::Array;
+    use std::path::Path;
+
+    #[test]
+    fn matrices_read_in_place_compute_what_their_copies_do() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama.gguf");
+        let file = GgufFile::open(&path).unwrap();
+        let config = LlamaConfig::from_gguf(&file, &path).unwrap();
+        let logits = |in_place: InPlace| {
+            let weights = GgufWeights::placing(&file, &path, in_place).unwrap();
+            let in_file = weights.placed.values().filter(|p| p.in_file).count();
+            let model = Llama::new(config.clone(), &weights, None).unwrap();
+            let ids = Array::from_slice(&[1i32, 5, 9, 200, 3], &[1, 5]).unwrap();
+            let out = model.forward(&ids, &mut model.make_cache(None)).unwrap();
+            (in_file, out.to_vec::<f32>().unwrap())
+        };
+        let (in_file, read_in_place) = logits(InPlace::Always);
+        // Rows-layout matrices at least (the embedding, whose 339 rows cannot be packed).
+        assert!(in_file > 0);
+        let (copied, from_copies) = logits(InPlace::Never);
+        assert_eq!(copied, 0);
+        assert_eq!(read_in_place, from_copies);
+    }
 
     #[test]
     fn projections_of_one_input_are_fused_in_order() {

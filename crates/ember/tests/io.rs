@@ -410,6 +410,11 @@ fn safetensors_and_gguf_loads_share_the_mapped_file() {
 
 /// Kilobytes of `path`'s mappings resident in this process, from /proc/self/smaps (Linux).
 fn resident_kb(path: &Path) -> usize {
+    mapped_kb(path, "Rss:")
+}
+
+/// The sum of `field` (kB) over `path`'s mappings in /proc/self/smaps (Linux).
+fn mapped_kb(path: &Path, field: &str) -> usize {
     let target = path.canonicalize().unwrap().display().to_string();
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
     let mut in_target = false;
@@ -417,7 +422,7 @@ fn resident_kb(path: &Path) -> usize {
     for line in smaps.lines() {
         if line.contains('-') && line.split_whitespace().count() >= 5 {
             in_target = line.ends_with(&target);
-        } else if let (true, Some(v)) = (in_target, line.strip_prefix("Rss:")) {
+        } else if let (true, Some(v)) = (in_target, line.strip_prefix(field)) {
             kb += v.trim().trim_end_matches(" kB").parse::<usize>().unwrap();
         }
     }
@@ -437,6 +442,40 @@ fn released_gguf_pages_fault_back_in_on_read() {
     // Views and metadata read as before.
     assert_eq!(t.to_vec::<f32>().unwrap(), want);
     assert!(f.tensor_infos().len() > 1);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn gguf_mapped_in_huge_pages_reads_the_same_bytes() {
+    // In the target dir, not tmpfs: on ext4 (Linux 6.16+) or xfs the page cache can hold the
+    // file in 2 MiB folios, and mapping it that way first drops its cached pages.
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ember-io-{}-huge.gguf", std::process::id()));
+    let values: Vec<f32> = (0..3 << 20).map(|i| i as f32).collect(); // 12 MiB
+    let mut g = Gguf::header(3, 1, 0);
+    g.tensor("w", &[values.len() as u64], 0, 0).pad(32);
+    values.iter().for_each(|v| {
+        g.bytes(&v.to_le_bytes());
+    });
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&g.0).unwrap();
+        file.sync_all().unwrap(); // clean pages: dirty ones cannot be dropped
+    }
+    let f = GgufFile::open(&path).unwrap();
+    let huge = f.map_in_huge_pages();
+    let pmd_kb = mapped_kb(&path, "FilePmdMapped:");
+    eprintln!("mapped in huge pages: {huge} ({pmd_kb} kB)");
+    if huge {
+        assert!(pmd_kb * 1024 >= 4 << 21, "{pmd_kb} kB in huge pages");
+    }
+    // Nothing is lost either way.
+    let data = f.data_bytes().unwrap();
+    assert_eq!(data.to_vec::<u8>().unwrap(), &g.0[f.data_offset()..]);
+    assert_eq!(f.tensor("w").unwrap().to_vec::<f32>().unwrap(), values);
+    drop((data, f));
+    std::fs::remove_file(&path).unwrap();
 }
 
 /// A safetensors file from a JSON header and data bytes.

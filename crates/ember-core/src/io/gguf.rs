@@ -466,14 +466,30 @@ impl GgufFile {
     }
 
     /// Drops the file's pages from this process's resident memory. Model loaders call it once
-    /// the model is built: parsing copied the metadata, small tensors are copies, and
-    /// quantized matrices were read into memory, so only large views of the file still use
-    /// the map, and they fault their pages back in as they are read.
+    /// the model is built: parsing copied the metadata and small tensors are copies, so only
+    /// views of the file (large tensors, matrices read in place) still use the map, and they
+    /// fault their pages back in as they are read.
     pub fn release_resident_pages(&self) {
         #[cfg(unix)]
         // SAFETY: the map is read-only and shared with the file, so its pages hold no changes
         // to lose: a later read faults the same bytes back in from the page cache or the file.
         let _ = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    }
+
+    /// Whether the tensor data is mapped in 2 MiB pages, so that matrices read in place cost
+    /// no more TLB misses than copies in huge pages would. Where the page cache holds the file
+    /// in small pages and the filesystem can cache it in 2 MiB ones (ext4 on Linux 6.16+, xfs),
+    /// it drops the file's cached pages and reads them back that way, once for later loads too.
+    pub fn map_in_huge_pages(&self) -> bool {
+        super::huge_pages::map_in_huge_pages(&self.map, self.data_offset, &self.path)
+    }
+
+    /// The tensor data section as a uint8 array sharing the mapped file; tensor offsets
+    /// ([`GgufTensorInfo::offset`]) index it.
+    pub fn data_bytes(&self) -> Result<Array> {
+        // A file without tensors may end before its (aligned) data offset.
+        let bytes = &self.map[self.data_offset.min(self.map.len())..];
+        mapped_array(&self.map, bytes, vec![bytes.len()], Dtype::Uint8)
     }
 
     /// The format version (2 or 3).

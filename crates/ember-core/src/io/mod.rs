@@ -7,6 +7,7 @@
 //! little-endian, as these formats store it on every platform ember targets.
 
 pub mod gguf;
+mod huge_pages;
 mod npy;
 mod safetensors;
 
