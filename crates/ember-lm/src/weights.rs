@@ -102,10 +102,12 @@ impl WeightSource for ArrayWeights {
 /// double count in its resident memory). F16 matrices count as quantized (their kernel reads
 /// f16); other dense tensors (norms, F32 and BF16 matrices) stay views of the file.
 ///
-/// The matrices a layer applies to one input (q/k/v, gate/up) must follow one another to make
-/// one fused product ([`WeightSource::fused_linear`]): copies are placed so, and a group is read
-/// in place only if the file has it so. Where the CPU has AVX-512 VNNI the matrices are
-/// packed for its kernels, which makes them copies.
+/// The matrices a layer applies to one input (q/k/v, gate/up) make one fused product
+/// ([`WeightSource::fused_linear`]) when they follow one another: copies are placed so, and
+/// matrices read in place fuse where the file has them so (llama.cpp's files do for gate/up,
+/// not for q/k/v: copying those too would cost their size in memory twice, as the file's huge
+/// pages around them are mapped anyway). Where the CPU has AVX-512 VNNI the quantized
+/// matrices are packed for its kernels, which makes them copies.
 pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     path: &'a Path,
@@ -304,27 +306,26 @@ impl<'a> GgufWeights<'a> {
         in_place: InPlace,
     ) -> Result<GgufWeights<'a>> {
         let groups = matrix_groups(file);
-        // Groups the file holds as the kernels read them: rows layout, members back to back.
-        let readable = |g: &[(&GgufTensorInfo, GgmlLayout)]| {
-            g.iter().all(|(_, l)| *l == GgmlLayout::Rows)
-                && g.windows(2).all(|w| w[0].0.offset + w[0].0.nbytes == w[1].0.offset)
-        };
-        let bytes = |g: &[(&GgufTensorInfo, GgmlLayout)]| g.iter().map(|m| m.0.nbytes).sum::<usize>();
-        let readable_bytes: usize = groups.iter().filter(|g| readable(g)).map(|g| bytes(g)).sum();
-        let all_bytes: usize = groups.iter().map(|g| bytes(g)).sum();
+        let rows_layout = |layout: GgmlLayout| layout == GgmlLayout::Rows;
+        let matrices = groups.iter().flatten();
+        let all_bytes: usize = matrices.clone().map(|(info, _)| info.nbytes).sum();
+        let readable: usize =
+            matrices.filter(|(_, layout)| rows_layout(*layout)).map(|(info, _)| info.nbytes).sum();
         // Mapping in huge pages may re-read the file: only worth it for most of the weights.
         let from_file = match in_place {
-            InPlace::WhenHugePages => 2 * readable_bytes >= all_bytes && file.map_in_huge_pages(),
+            InPlace::WhenHugePages => 2 * readable >= all_bytes && file.map_in_huge_pages(),
             #[cfg(test)]
             InPlace::Always => true,
             #[cfg(test)]
             InPlace::Never => false,
         };
+        // A group is copied whole, so that it fuses; read in place, it fuses if the file has
+        // its members back to back.
         let mut order: Vec<&GgufTensorInfo> = Vec::new();
         let mut placed = HashMap::new();
         let mut total = 0usize;
         for group in &groups {
-            let in_file = from_file && readable(group);
+            let in_file = from_file && group.iter().all(|(_, layout)| rows_layout(*layout));
             if !in_file {
                 total = total.next_multiple_of(ARENA_ALIGN);
             }
