@@ -373,7 +373,7 @@ fn matmul_t_tiles<T: FloatElem<Acc = f32>>(
             part
         })
         .collect();
-    place_column_blocks(out, &parts, m, n, tile);
+    place_column_blocks(out, &parts, m, n);
 }
 
 /// `out (m x n) = x (m x k) @ W` for a quantized `W` of `k` rows of `n` values, as

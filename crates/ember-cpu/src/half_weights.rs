@@ -28,13 +28,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize
         return out.fill(0.0);
     }
     if m == 1 {
-        let parallel = n * k >= PARALLEL_WORK;
-        let rows = if parallel { n.div_ceil(4 * rayon::current_num_threads()) } else { n };
-        let rows = rows.next_multiple_of(4);
-        out.par_chunks_mut(rows)
-            .zip(w.par_chunks(rows * k * 2))
-            .for_each(|(o, wc)| matvec(o, x, wc, k));
-        return;
+        return matvec_parts(out, x, &[w], k);
     }
     // Blocks of weight rows are split between the threads, each widened into its task's
     // scratch and multiplied there by a one-thread f32 GEMM: no thread waits on another
@@ -55,7 +49,25 @@ pub fn matmul(out: &mut [f32], x: &[f32], w: &[u8], m: usize, n: usize, k: usize
             part
         })
         .collect();
-    place_column_blocks(out, &parts, m, n, rows);
+    place_column_blocks(out, &parts, m, n);
+}
+
+/// `out = x @ W^T` for one activation row `x` and W the rows of `parts` stacked (f16 bytes,
+/// `k` values per row, `out` one value per row): one pass over the thread pool for all parts.
+pub(crate) fn matvec_parts(out: &mut [f32], x: &[f32], parts: &[&[u8]], k: usize) {
+    let n = out.len();
+    let parallel = n * k >= PARALLEL_WORK;
+    let rows = if parallel { n.div_ceil(4 * rayon::current_num_threads()) } else { n };
+    let rows = rows.next_multiple_of(4);
+    // Tasks of `rows` weight rows, fewer at the end of a part.
+    let mut tasks = Vec::new();
+    let mut rest = out;
+    for w in parts {
+        let (o, tail) = std::mem::take(&mut rest).split_at_mut(w.len() / (2 * k));
+        tasks.extend(o.chunks_mut(rows).zip(w.chunks(rows * k * 2)));
+        rest = tail;
+    }
+    tasks.into_par_iter().for_each(|(o, wc)| matvec(o, x, wc, k));
 }
 
 /// `dst = src` widened (`src` as little-endian f16 bytes, at any alignment).

@@ -43,19 +43,17 @@ pub trait Gemm: Scalar {
 }
 
 /// Places column blocks computed apart into `out` (m x n, row-major): `parts[c]` is `m` rows
-/// of `part.len() / m` columns starting at column `c * block`.
-pub(crate) fn place_column_blocks(
-    out: &mut [f32],
-    parts: &[Vec<f32>],
-    m: usize,
-    n: usize,
-    block: usize,
-) {
-    for (c, part) in parts.iter().enumerate() {
+/// of `part.len() / m` columns, following the columns of `parts[..c]`.
+pub(crate) fn place_column_blocks(out: &mut [f32], parts: &[Vec<f32>], m: usize, n: usize) {
+    let mut start = 0;
+    for part in parts {
         let cols = part.len() / m;
-        for (i, row) in part.chunks_exact(cols).enumerate() {
-            out[i * n + c * block..][..cols].copy_from_slice(row);
+        if cols > 0 {
+            for (i, row) in part.chunks_exact(cols).enumerate() {
+                out[i * n + start..][..cols].copy_from_slice(row);
+            }
         }
+        start += cols;
     }
 }
 

@@ -576,7 +576,46 @@ pub fn matmul(
             t
         })
         .collect();
-    place_column_blocks(out, &parts, m, n, task);
+    place_column_blocks(out, &parts, m, n);
+}
+
+/// [`matmul`] against W the rows of `parts` stacked (`out` is m x their rows together): the
+/// matrices a layer applies to one input, held apart, as one product.
+///
+/// Panics as [`matmul`] does.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_parts(
+    ty: GgmlType,
+    layout: Layout,
+    out: &mut [f32],
+    x: &[f32],
+    parts: &[&[u8]],
+    m: usize,
+    k: usize,
+) {
+    let row_bytes = k / ty.block_size() * ty.type_size();
+    let rows = |w: &[u8]| w.len().checked_div(row_bytes).unwrap_or(0);
+    let n: usize = parts.iter().map(|w| rows(w)).sum();
+    assert!(out.len() == m * n, "quantized matmul: size mismatch");
+    match parts {
+        [w] => return matmul(ty, layout, out, x, w, m, n, k),
+        _ if m == 0 || n == 0 => return,
+        _ if ty == GgmlType::F16 && m == 1 && k > 0 => {
+            assert!(x.len() == k && parts.iter().all(|w| w.len() % row_bytes == 0));
+            return crate::half_weights::matvec_parts(out, x, parts, k);
+        }
+        _ => {}
+    }
+    // Each part on its own (each is a product large enough to use the threads), then placed.
+    let pieces: Vec<Vec<f32>> = parts
+        .iter()
+        .map(|w| {
+            let mut piece = vec![0f32; m * rows(w)];
+            matmul(ty, layout, &mut piece, x, w, m, rows(w), k);
+            piece
+        })
+        .collect();
+    place_column_blocks(out, &pieces, m, n);
 }
 
 #[cfg(test)]
@@ -705,6 +744,37 @@ pub(crate) mod tests {
                         assert!(!is_packed || (p - r).abs() <= tol, "{ty:?} packed [{i},{j}]");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn product_over_parts_equals_product_over_their_stack() {
+        let mut seed = 11;
+        let k = 256;
+        for ty in [GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_1] {
+            // Uneven parts, one empty; enough rows for the f16 decode path to use the threads.
+            let rows = [576, 0, 192, 200];
+            let row_bytes = k / ty.block_size() * ty.type_size();
+            let parts: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|&r| match ty {
+                    GgmlType::F16 => (0..r * k)
+                        .flat_map(|_| half::f16::from_f32(uniform(&mut seed)).to_le_bytes())
+                        .collect(),
+                    _ => random_blocks(ty, r * k / ty.block_size(), &mut seed),
+                })
+                .collect();
+            let stacked = parts.concat();
+            let n = stacked.len() / row_bytes;
+            let views: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+            for m in [1, 3] {
+                let x: Vec<f32> = (0..m * k).map(|_| uniform(&mut seed)).collect();
+                let mut want = vec![0f32; m * n];
+                matmul(ty, Layout::Rows, &mut want, &x, &stacked, m, n, k);
+                let mut got = vec![f32::NAN; m * n];
+                matmul_parts(ty, Layout::Rows, &mut got, &x, &views, m, k);
+                assert_eq!(got, want, "{} m={m}", ty.name());
             }
         }
     }

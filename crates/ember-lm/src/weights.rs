@@ -103,10 +103,9 @@ impl WeightSource for ArrayWeights {
 /// f16); other dense tensors (norms, F32 and BF16 matrices) stay views of the file.
 ///
 /// The matrices a layer applies to one input (q/k/v, gate/up) make one fused product
-/// ([`WeightSource::fused_linear`]) when they follow one another: copies are placed so, and
-/// matrices read in place fuse where the file has them so (llama.cpp's files do for gate/up,
-/// not for q/k/v: copying those too would cost their size in memory twice, as the file's huge
-/// pages around them are mapped anyway). Where the CPU has AVX-512 VNNI the quantized
+/// ([`WeightSource::fused_linear`]): copies are placed one after another, and matrices read
+/// in place are one view where the file has them so (llama.cpp's files do for gate/up), else
+/// one product over the separate views (q/k/v). Where the CPU has AVX-512 VNNI the quantized
 /// matrices are packed for its kernels, which makes them copies.
 pub struct GgufWeights<'a> {
     file: &'a GgufFile,
@@ -391,7 +390,7 @@ impl<'a> GgufWeights<'a> {
             ));
         };
         let row_bytes = cols / ty.block_size() * ty.type_size();
-        placed_matrix(bytes, at, *rows, row_bytes, ty, layout)
+        Ok(QuantizedWeight::new(placed_blocks(bytes, at, *rows, row_bytes)?, ty, layout)?)
     }
 
     fn shape_of(&self, name: &str) -> Result<Vec<usize>> {
@@ -400,20 +399,13 @@ impl<'a> GgufWeights<'a> {
 }
 
 /// Rows `rows` x `row_bytes` of `bytes` (the arena or the file's data) from byte `at`, as a
-/// matrix of `ty` in `layout`.
-fn placed_matrix(
-    bytes: &Array,
-    at: usize,
-    rows: usize,
-    row_bytes: usize,
-    ty: GgmlType,
-    layout: GgmlLayout,
-) -> Result<QuantizedWeight> {
+/// uint8 matrix of blocks.
+fn placed_blocks(bytes: &Array, at: usize, rows: usize, row_bytes: usize) -> Result<Array> {
     let end = at + rows * row_bytes;
     let range = ops::slice(bytes, &[Slice::range(at as isize, end as isize)])?;
     let blocks = ops::reshape_to(&range, &[rows, row_bytes])?;
     blocks.eval()?;
-    Ok(QuantizedWeight::new(blocks, ty, layout)?)
+    Ok(blocks)
 }
 
 impl WeightSource for GgufWeights<'_> {
@@ -465,26 +457,36 @@ impl WeightSource for GgufWeights<'_> {
             }
         }
         let Some(&(first, ty, _, cols, _)) = parts.first() else { return Ok(None) };
-        let Some(bytes) = self.source(&first) else { return Ok(None) };
-        // Fused only where the matrices follow one another in the same bytes.
-        let mut end = first.at;
-        for &(placed, t, _, c, nbytes) in &parts {
-            let next = Placed { at: end, ..first };
-            if placed != next || t != ty || c != cols {
-                return Ok(None);
-            }
-            end += nbytes;
+        if parts.iter().any(|&(p, t, _, c, _)| p.layout != first.layout || t != ty || c != cols) {
+            return Ok(None);
         }
-        let rows: usize = parts.iter().map(|p| p.2).sum();
         let row_bytes = cols / ty.block_size() * ty.type_size();
-        let weight = placed_matrix(bytes, first.at, rows, row_bytes, ty, first.layout)?;
+        let back_to_back =
+            parts.windows(2).all(|w| w[1].0 == Placed { at: w[0].0.at + w[0].4, ..w[0].0 });
+        let weight = if back_to_back {
+            let rows: usize = parts.iter().map(|p| p.2).sum();
+            let Some(bytes) = self.source(&first) else { return Ok(None) };
+            QuantizedWeight::new(
+                placed_blocks(bytes, first.at, rows, row_bytes)?,
+                ty,
+                first.layout,
+            )?
+        } else {
+            // Held apart (llama.cpp's files keep q, k and v so): one product over the parts.
+            let mut views = Vec::with_capacity(parts.len());
+            for (placed, _, rows, _, _) in &parts {
+                let Some(bytes) = self.source(placed) else { return Ok(None) };
+                views.push(placed_blocks(bytes, placed.at, *rows, row_bytes)?);
+            }
+            QuantizedWeight::stacked(views, ty, first.layout)?
+        };
         Ok(Some(Box::new(QuantizedLinear::new(weight, None)?)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{fusion_group, gguf_name, GgufWeights, InPlace};
+    use super::{fusion_group, gguf_name, GgufWeights, InPlace, WeightSource};
     use crate::{Llama, LlamaConfig};
     use ember_core::io::gguf::GgufFile;
     use ember_core::Array;
@@ -509,6 +511,34 @@ mod tests {
         let (copied, from_copies) = logits(InPlace::Never);
         assert_eq!(copied, 0);
         assert_eq!(read_in_place, from_copies);
+    }
+
+    #[test]
+    fn matrices_apart_fuse_into_one_product_of_their_rows() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama.gguf");
+        let file = GgufFile::open(&path).unwrap();
+        // Both Q4_1 with 64 values per row, apart in the file and in the copies.
+        let names =
+            ["self_attn.q_proj", "mlp.gate_proj"].map(|m| format!("model.layers.0.{m}.weight"));
+        let key = ember_core::ops::random::key(0);
+        let x = ember_core::ops::random::normal(
+            &[2, 64],
+            ember_core::Dtype::Float32,
+            None,
+            None,
+            Some(&key),
+        )
+        .unwrap();
+        for in_place in [InPlace::Always, InPlace::Never] {
+            let weights = GgufWeights::placing(&file, &path, in_place).unwrap();
+            let fused = weights.fused_linear(&names).unwrap().expect("one type and width");
+            let apart: Vec<Array> =
+                names.iter().map(|n| weights.linear(n).unwrap().forward(&x).unwrap()).collect();
+            let want = ember_core::ops::concatenate(&apart.iter().collect::<Vec<_>>(), -1).unwrap();
+            let got = fused.forward(&x).unwrap();
+            assert_eq!(got.shape(), &[2, 192]);
+            assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap(), "{in_place:?}");
+        }
     }
 
     #[test]

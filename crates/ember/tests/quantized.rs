@@ -113,3 +113,62 @@ fn bad_arguments_are_errors() {
     let e = rows.eval().err().unwrap().to_string();
     assert!(e.starts_with("[dequantize_rows]") && e.contains("out of range"), "{e}");
 }
+
+/// Standard normal float32 values of `shape`, from `seed`.
+fn randn(shape: &[usize], seed: u64) -> Array {
+    ops::random::normal(shape, Dtype::Float32, None, None, Some(&ops::random::key(seed))).unwrap()
+}
+
+#[test]
+fn product_over_parts_is_the_product_over_their_stack() {
+    use ember::transforms::{jvp, vjp, vmap};
+    let ty = GgmlType::Q8_0;
+    let parts: Vec<Array> = [16, 8, 24]
+        .iter()
+        .map(|&r| ops::quantize_ggml(&randn(&[r, 64], r as u64), ty).unwrap())
+        .collect();
+    let refs: Vec<&Array> = parts.iter().collect();
+    let stacked = ops::concatenate(&refs, 0).unwrap();
+    let x = randn(&[3, 64], 1);
+    let f = |a: &[Array]| {
+        Ok(vec![ops::quantized_matmul_ggml_parts(&a[0], &parts, ty, GgmlLayout::Rows)?])
+    };
+    let whole = ops::quantized_matmul_ggml(&x, &stacked, ty).unwrap();
+    assert_eq!(whole.shape(), &[3, 48]);
+    let same = |what: &str, a: &Array, b: &Array| {
+        assert_eq!(a.shape(), b.shape(), "{what}");
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{what}");
+    };
+    same("product", &f(&[x.clone()]).unwrap()[0], &whole);
+    // Packed parts, each a whole number of eight-row groups.
+    let packed_parts: Vec<Array> = parts.iter().map(|w| packed(w, ty)).collect();
+    let got = ops::quantized_matmul_ggml_parts(&x, &packed_parts, ty, GgmlLayout::Packed).unwrap();
+    let packed_whole =
+        ops::quantized_matmul_ggml_layout(&x, &packed(&stacked, ty), ty, GgmlLayout::Packed);
+    same("packed product", &got, &packed_whole.unwrap());
+    // The transforms see the stacked matrix.
+    let g = |a: &[Array]| Ok(vec![ops::quantized_matmul_ggml(&a[0], &stacked, ty)?]);
+    let c = randn(&[3, 48], 2);
+    same(
+        "vjp",
+        &vjp(f, &[x.clone()], &[c.clone()]).unwrap().1[0],
+        &vjp(g, &[x.clone()], &[c]).unwrap().1[0],
+    );
+    let t = randn(&[3, 64], 3);
+    same(
+        "jvp",
+        &jvp(f, &[x.clone()], &[t.clone()]).unwrap().1[0],
+        &jvp(g, &[x.clone()], &[t]).unwrap().1[0],
+    );
+    let batch = randn(&[2, 3, 64], 4);
+    let mapped = vmap(f, &[Some(0)], &[Some(0)])(&[batch.clone()]).unwrap();
+    same("vmap", &mapped[0], &ops::quantized_matmul_ggml(&batch, &stacked, ty).unwrap());
+    // Parts must agree with x and with each other.
+    let err = |r: Result<Array>| r.err().unwrap().to_string();
+    let e = err(ops::quantized_matmul_ggml_parts(&x, &[], ty, GgmlLayout::Rows));
+    assert!(e.starts_with("[quantized_matmul]") && e.contains("at least one"), "{e}");
+    let wide = ops::quantize_ggml(&randn(&[8, 96], 5), ty).unwrap();
+    let e =
+        err(ops::quantized_matmul_ggml_parts(&x, &[parts[0].clone(), wide], ty, GgmlLayout::Rows));
+    assert!(e.contains("64 values per row") || e.contains("96 values per row"), "{e}");
+}

@@ -39,7 +39,7 @@ pub use layout::{
 pub use linalg::{addmm, inner, matmul, outer, tensordot};
 pub use quantized::{
     dequantize_ggml, dequantize_rows_ggml, quantize_ggml, quantized_matmul_ggml,
-    quantized_matmul_ggml_layout,
+    quantized_matmul_ggml_layout, quantized_matmul_ggml_parts,
 };
 pub use reduce::{
     all, any, argmax, argmin, cummax, cummin, cumprod, cumsum, logsumexp, max, mean, min, prod,

@@ -50,24 +50,31 @@ impl Primitive for QuantizedOp {
         let name = self.name();
         match self {
             QuantizedOp::GgmlMatmul { ty, layout } => {
-                let (x, w) = (inputs[0], inputs[1]);
-                let k = check_blocks(name, *ty, w)?;
-                check_layout(name, *ty, *layout, w)?;
-                if x.ndim() == 0 || x.shape()[x.ndim() - 1] != k || w.ndim() != 2 {
-                    bail!(
-                        name,
-                        "x {:?} must end in the {} values per row of the 2-d {} weight {:?}",
-                        x.shape(),
-                        k,
-                        ty.name(),
-                        w.shape()
-                    );
+                let (x, parts) = (inputs[0], &inputs[1..]);
+                if parts.is_empty() {
+                    bail!(name, "needs at least one weight matrix");
+                }
+                let mut n = 0;
+                for w in parts {
+                    let k = check_blocks(name, *ty, w)?;
+                    check_layout(name, *ty, *layout, w)?;
+                    if x.ndim() == 0 || x.shape()[x.ndim() - 1] != k || w.ndim() != 2 {
+                        bail!(
+                            name,
+                            "x {:?} must end in the {} values per row of the 2-d {} weight {:?}",
+                            x.shape(),
+                            k,
+                            ty.name(),
+                            w.shape()
+                        );
+                    }
+                    n += w.shape()[0];
                 }
                 if x.dtype() != Dtype::Float32 {
                     bail!(name, "x must be float32, got {}", x.dtype());
                 }
                 let mut shape = x.shape().to_vec();
-                *shape.last_mut().expect("x is at least 1-d") = w.shape()[0];
+                *shape.last_mut().expect("x is at least 1-d") = n;
                 Ok(vec![(shape, Dtype::Float32)])
             }
             QuantizedOp::GgmlDequantize { ty } => {
@@ -169,8 +176,21 @@ pub fn quantized_matmul_ggml_layout(
     ty: GgmlType,
     layout: GgmlLayout,
 ) -> Result<Array> {
-    let x = astype(x, Dtype::Float32)?;
-    Array::from_op(Op::Quantized(QuantizedOp::GgmlMatmul { ty, layout }), vec![x, w.clone()])
+    quantized_matmul_ggml_parts(x, std::slice::from_ref(w), ty, layout)
+}
+
+/// [`quantized_matmul_ggml_layout`] for `W` the rows of `parts` stacked (each uint8 blocks
+/// of `ty` in `layout`, all with the same values per row): the result ends in their rows
+/// together. Matrices applied to one input (a layer's q/k/v) make one product this way
+/// without being copied next to each other.
+pub fn quantized_matmul_ggml_parts(
+    x: &Array,
+    parts: &[Array],
+    ty: GgmlType,
+    layout: GgmlLayout,
+) -> Result<Array> {
+    let inputs = std::iter::once(astype(x, Dtype::Float32)?).chain(parts.iter().cloned());
+    Array::from_op(Op::Quantized(QuantizedOp::GgmlMatmul { ty, layout }), inputs.collect())
 }
 
 /// Rows `ids` (any integer array; an out-of-range id is an error at evaluation) of a matrix

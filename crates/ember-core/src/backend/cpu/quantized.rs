@@ -17,14 +17,14 @@ pub fn eval(
     let shape = &outputs[0].0;
     let out = match op {
         QuantizedOp::GgmlMatmul { ty, layout } => {
-            let (x, w) = (to_contiguous(&inputs[0])?, to_contiguous(&inputs[1])?);
+            let x = to_contiguous(&inputs[0])?;
+            let parts = inputs[1..].iter().map(to_contiguous).collect::<Result<Vec<_>>>()?;
             let k = x.shape[x.shape.len() - 1];
-            let n = w.shape[0];
             let m: usize = x.shape[..x.shape.len() - 1].iter().product();
             new_output::<f32>(shape, |out| {
                 let xs = x.contiguous_elements::<f32>();
-                let ws = w.contiguous_elements::<u8>();
-                ember_cpu::quantized::matmul(*ty, *layout, out, xs, ws, m, n, k);
+                let ws: Vec<&[u8]> = parts.iter().map(|w| w.contiguous_elements::<u8>()).collect();
+                ember_cpu::quantized::matmul_parts(*ty, *layout, out, xs, &ws, m, k);
                 Ok(())
             })?
         }

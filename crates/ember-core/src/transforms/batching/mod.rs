@@ -109,7 +109,7 @@ fn quantized(op: &QuantizedOp, inputs: &[Batched], size: usize) -> Result<Vec<Ba
         QuantizedOp::GgmlDequantize { .. } | QuantizedOp::GgmlQuantize { .. } => {
             first_batched(Op::Quantized(op.clone()), inputs, size)
         }
-        QuantizedOp::GgmlMatmul { .. } if inputs[1].1.is_none() => {
+        QuantizedOp::GgmlMatmul { .. } if inputs[1..].iter().all(|w| w.1.is_none()) => {
             first_batched(Op::Quantized(op.clone()), inputs, size)
         }
         // Any shape of ids gathers from the one matrix.

@@ -5,9 +5,9 @@
 use crate::array::Array;
 use crate::io::gguf::GgmlType;
 use crate::ops::quantized::{
-    dequantize_rows_ggml, quantized_matmul_ggml_layout, GgmlLayout, QuantizedOp,
+    dequantize_rows_ggml, quantized_matmul_ggml_parts, GgmlLayout, QuantizedOp,
 };
-use crate::ops::{dequantize_ggml, matmul};
+use crate::ops::{concatenate, dequantize_ggml, matmul};
 use crate::{bail, Result};
 
 pub(super) fn vjp(
@@ -19,9 +19,13 @@ pub(super) fn vjp(
     argnums
         .iter()
         .map(|&i| match (op, i) {
-            // y = x W^T, so dx = cot W.
+            // y = x W^T, so dx = cot W (W the parts stacked).
             (QuantizedOp::GgmlMatmul { ty, layout }, 0) => {
-                matmul(cot, &dequantized(&inputs[1], *ty, *layout)?)
+                let parts = inputs[1..]
+                    .iter()
+                    .map(|w| dequantized(w, *ty, *layout))
+                    .collect::<Result<Vec<_>>>()?;
+                matmul(cot, &concatenate(&parts.iter().collect::<Vec<_>>(), 0)?)
             }
             _ => no_weight_gradient(op),
         })
@@ -35,10 +39,14 @@ pub(super) fn jvp(
     tangents: &[Option<Array>],
 ) -> Result<Array> {
     match (op, tangents) {
-        (QuantizedOp::GgmlMatmul { ty, layout }, [tx, None]) => match tx {
-            Some(t) => quantized_matmul_ggml_layout(t, &inputs[1], *ty, *layout),
-            None => crate::ops::zeros_like(y),
-        },
+        (QuantizedOp::GgmlMatmul { ty, layout }, [tx, weights @ ..])
+            if weights.iter().all(Option::is_none) =>
+        {
+            match tx {
+                Some(t) => quantized_matmul_ggml_parts(t, &inputs[1..], *ty, *layout),
+                None => crate::ops::zeros_like(y),
+            }
+        }
         _ => no_weight_gradient(op),
     }
 }
