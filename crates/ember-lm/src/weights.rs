@@ -305,11 +305,12 @@ impl<'a> GgufWeights<'a> {
         in_place: InPlace,
     ) -> Result<GgufWeights<'a>> {
         let groups = matrix_groups(file);
-        let rows_layout = |layout: GgmlLayout| layout == GgmlLayout::Rows;
         let matrices = groups.iter().flatten();
         let all_bytes: usize = matrices.clone().map(|(info, _)| info.nbytes).sum();
-        let readable: usize =
-            matrices.filter(|(_, layout)| rows_layout(*layout)).map(|(info, _)| info.nbytes).sum();
+        let readable: usize = matrices
+            .filter(|(_, layout)| *layout == GgmlLayout::Rows)
+            .map(|(info, _)| info.nbytes)
+            .sum();
         // Mapping in huge pages may re-read the file: only worth it for most of the weights.
         let from_file = match in_place {
             InPlace::WhenHugePages => 2 * readable >= all_bytes && file.map_in_huge_pages(),
@@ -318,17 +319,15 @@ impl<'a> GgufWeights<'a> {
             #[cfg(test)]
             InPlace::Never => false,
         };
-        // A group is copied whole, so that it fuses; read in place, it fuses if the file has
-        // its members back to back.
+        // Copies of a group follow one another, so that they fuse as one view; matrices read
+        // in place fuse as parts (`fused_linear`).
         let mut order: Vec<&GgufTensorInfo> = Vec::new();
         let mut placed = HashMap::new();
         let mut total = 0usize;
         for group in &groups {
-            let in_file = from_file && group.iter().all(|(_, layout)| rows_layout(*layout));
-            if !in_file {
-                total = total.next_multiple_of(ARENA_ALIGN);
-            }
+            total = total.next_multiple_of(ARENA_ALIGN);
             for &(member, layout) in group {
+                let in_file = from_file && layout == GgmlLayout::Rows;
                 let at = if in_file { member.offset } else { total };
                 placed.insert(member.name.clone(), Placed { in_file, at, layout });
                 if !in_file {
