@@ -157,3 +157,35 @@ fn concurrent_evaluations_with_parallel_kernels_finish() {
         h.join().unwrap();
     }
 }
+
+/// Graphs of many ops keep the pool's other workers polling for work while they run. From
+/// outside the pool, from one of its workers and from several threads at once (where a worker
+/// polling for one evaluation may be handed another's polling job), each evaluation finishes
+/// with its own result.
+#[test]
+fn long_graphs_of_parallel_kernels_evaluate_from_anywhere() {
+    let n = 128;
+    let chain = |t: f32| {
+        let x = ops::full(&[n, n], &Array::scalar(t), Dtype::Float32).unwrap();
+        let eye = ops::eye(n, n, 0, Dtype::Float32).unwrap();
+        let half = ops::multiply(&eye, &Array::scalar(0.5f32)).unwrap();
+        let mut y = x.clone();
+        for _ in 0..40 {
+            y = ops::add(&ops::matmul(&y, &half).unwrap(), &x).unwrap();
+        }
+        y
+    };
+    // y_k = 0.5 y_{k-1} + t from y_0 = t: y_40 = t (2 - 0.5^40).
+    let check = |t: f32| {
+        let want = t * (2.0 - 0.5f32.powi(40));
+        let got = chain(t).to_vec::<f32>().unwrap();
+        assert!(got.iter().all(|&v| (v - want).abs() <= want * 1e-6), "{t}: {}", got[0]);
+    };
+    check(1.0);
+    rayon::scope(|_| check(2.0));
+    std::thread::scope(|s| {
+        for t in 3..7 {
+            s.spawn(move || check(t as f32));
+        }
+    });
+}
