@@ -28,6 +28,7 @@ pub mod generate;
 pub mod hf;
 pub mod hf_weights;
 pub mod llama;
+mod packed_cache;
 pub mod penalty;
 pub mod sample;
 pub mod stop;

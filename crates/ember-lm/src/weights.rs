@@ -3,6 +3,7 @@
 //! storage and builds the right layer for how each tensor is stored (dense or GGML blocks).
 
 use crate::error::{Error, Result};
+use crate::packed_cache::{Digest, PackedCache};
 use ember_core::array::new_output;
 use ember_core::io::gguf::{GgmlType, GgufFile, GgufTensorInfo};
 use ember_core::ops::quantized::{pack_ggml_groups, packed_is_fast, GgmlLayout, PACK_LANES};
@@ -106,7 +107,10 @@ impl WeightSource for ArrayWeights {
 /// ([`WeightSource::fused_linear`]): copies are placed one after another, and matrices read
 /// in place are one view where the file has them so (llama.cpp's files do for gate/up), else
 /// one product over the separate views (q/k/v). Where the CPU has AVX-512 VNNI the quantized
-/// matrices are packed for its kernels, which makes them copies.
+/// matrices are packed for its kernels, which makes them copies; for models with 16 MiB or
+/// more of those, the copies are written once into ember's cache (`packed/` in
+/// [`cache_dir`](crate::default_model::cache_dir)) and later loads map them from there
+/// (see `packed_cache.rs`).
 pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     path: &'a Path,
@@ -161,12 +165,12 @@ const READ_PIECE: usize = 1 << 18;
 
 /// Copies `len` bytes at `offset` of the file into `out`.
 #[cfg(unix)]
-fn read_at(file: &std::fs::File, out: &mut [u8], offset: usize) -> std::io::Result<()> {
+pub(crate) fn read_at(file: &std::fs::File, out: &mut [u8], offset: usize) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, out, offset as u64)
 }
 
 #[cfg(not(unix))]
-fn read_at(file: &std::fs::File, out: &mut [u8], offset: usize) -> std::io::Result<()> {
+pub(crate) fn read_at(file: &std::fs::File, out: &mut [u8], offset: usize) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = file;
     f.seek(SeekFrom::Start(offset as u64))?;
@@ -243,6 +247,40 @@ fn matrix_groups(file: &GgufFile) -> Vec<Vec<(&GgufTensorInfo, GgmlLayout)>> {
     groups
 }
 
+/// Packed copies are kept on disk ([`PackedCache`]) for models with at least this many bytes
+/// of packed matrices; smaller ones (tests' among them) are packed at each load.
+const PACKED_CACHE_FROM: usize = 16 << 20;
+/// Part of every placement digest: changes whenever the packed layout does.
+const PACKING_VERSION: u32 = 1;
+
+/// Where to keep packed copies of `file`'s matrices: ember's cache, when they are large
+/// enough (see [`PACKED_CACHE_FROM`]).
+fn packed_cache_dir(file: &GgufFile) -> Option<PathBuf> {
+    let packed: usize = matrix_groups(file)
+        .iter()
+        .flatten()
+        .filter(|(_, layout)| *layout == GgmlLayout::Packed)
+        .map(|(info, _)| info.nbytes)
+        .sum();
+    let dir = (packed >= PACKED_CACHE_FROM).then(crate::default_model::cache_dir)?;
+    Some(dir.ok()?.join("packed"))
+}
+
+/// A digest of where and how the copies `order` are placed, and of the packing itself.
+fn placement(order: &[&GgufTensorInfo], placed: &HashMap<String, Placed>) -> u64 {
+    let mut digest = Digest::default();
+    digest.add(&PACKING_VERSION.to_le_bytes());
+    digest.add(&(PACK_LANES as u64).to_le_bytes());
+    for info in order {
+        let Placed { at, layout, .. } = placed[&info.name];
+        digest.add(info.name.as_bytes());
+        digest.add(format!("{:?} {layout:?}", info.ggml_type).as_bytes());
+        digest.add(&(info.nbytes as u64).to_le_bytes());
+        digest.add(&(at as u64).to_le_bytes());
+    }
+    digest.0
+}
+
 /// Reads the tensors `order` (by arena offset) into `out` at their places, packing those
 /// placed packed. Pieces of about [`READ_PIECE`] bytes are read in parallel; a packed piece
 /// (whole groups of rows) is read into a buffer that stays in cache and packed from it, so
@@ -296,13 +334,17 @@ fn read_arena(
 impl<'a> GgufWeights<'a> {
     /// Reads the quantized tensors of `file` (opened from `path`) in place or into memory.
     pub fn new(file: &'a GgufFile, path: &'a Path) -> Result<GgufWeights<'a>> {
-        Self::placing(file, path, InPlace::WhenHugePages)
+        Self::placing(file, path, InPlace::WhenHugePages, packed_cache_dir(file).as_deref())
     }
 
+    /// Places the matrices (`in_place` says when they may be read from the file) and reads
+    /// the copies, from an entry in `packed_cache` (a directory) when it has one for them,
+    /// else from the file, then storing them there.
     pub(crate) fn placing(
         file: &'a GgufFile,
         path: &'a Path,
         in_place: InPlace,
+        packed_cache: Option<&Path>,
     ) -> Result<GgufWeights<'a>> {
         let groups = matrix_groups(file);
         let matrices = groups.iter().flatten();
@@ -340,9 +382,23 @@ impl<'a> GgufWeights<'a> {
         let arena = if total == 0 {
             None
         } else {
-            let arena =
-                new_output::<u8>(&[total], |out| read_arena(file, path, &order, &placed, out))?;
-            Some(Array::from_ready(arena))
+            let cache = packed_cache
+                .and_then(|dir| PackedCache::new(dir, path, placement(&order, &placed), total));
+            match cache.as_ref().and_then(PackedCache::load) {
+                Some(arena) => Some(arena),
+                None => {
+                    let arena = new_output::<u8>(&[total], |out| {
+                        read_arena(file, path, &order, &placed, out)
+                    })?;
+                    let arena = Array::from_ready(arena);
+                    if let Some(cache) = &cache {
+                        // A cache that cannot be written (read-only, full) costs only the
+                        // next load's time.
+                        let _ = cache.store(&arena);
+                    }
+                    Some(arena)
+                }
+            }
         };
         Ok(GgufWeights { file, path, arena, file_data, placed })
     }
@@ -497,7 +553,7 @@ mod tests {
         let file = GgufFile::open(&path).unwrap();
         let config = LlamaConfig::from_gguf(&file, &path).unwrap();
         let logits = |in_place: InPlace| {
-            let weights = GgufWeights::placing(&file, &path, in_place).unwrap();
+            let weights = GgufWeights::placing(&file, &path, in_place, None).unwrap();
             let in_file = weights.placed.values().filter(|p| p.in_file).count();
             let model = Llama::new(config.clone(), &weights, None).unwrap();
             let ids = Array::from_slice(&[1i32, 5, 9, 200, 3], &[1, 5]).unwrap();
@@ -529,7 +585,7 @@ mod tests {
         )
         .unwrap();
         for in_place in [InPlace::Always, InPlace::Never] {
-            let weights = GgufWeights::placing(&file, &path, in_place).unwrap();
+            let weights = GgufWeights::placing(&file, &path, in_place, None).unwrap();
             let fused = weights.fused_linear(&names).unwrap().expect("one type and width");
             let apart: Vec<Array> =
                 names.iter().map(|n| weights.linear(n).unwrap().forward(&x).unwrap()).collect();
@@ -538,6 +594,59 @@ mod tests {
             assert_eq!(got.shape(), &[2, 192]);
             assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap(), "{in_place:?}");
         }
+    }
+
+    /// Copies kept in a cache directory are what later loads compute with, and an entry made
+    /// from anything but this model file and placement is rewritten.
+    #[test]
+    fn copies_kept_on_disk_are_mapped_by_later_loads() {
+        let dir = std::env::temp_dir().join(format!("ember-packed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A copy of the model, whose modification time the test changes.
+        let path = dir.join("tiny_llama.gguf");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama.gguf");
+        std::fs::copy(fixture, &path).unwrap();
+        let cache = dir.join("packed");
+        let logits = |cache: Option<&Path>| {
+            let file = GgufFile::open(&path).unwrap();
+            let config = LlamaConfig::from_gguf(&file, &path).unwrap();
+            let weights = GgufWeights::placing(&file, &path, InPlace::Never, cache).unwrap();
+            let model = Llama::new(config, &weights, None).unwrap();
+            let ids = Array::from_slice(&[1i32, 5, 9, 200, 3], &[1, 5]).unwrap();
+            model.forward(&ids, &mut model.make_cache(None)).unwrap().to_vec::<f32>().unwrap()
+        };
+        let want = logits(None);
+        assert!(!cache.exists());
+        assert_eq!(logits(Some(&cache)), want);
+        let entries: Vec<_> =
+            std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let entry = &entries[0];
+        let stored = std::fs::read(entry).unwrap();
+        assert_eq!(logits(Some(&cache)), want);
+
+        // The entry's bytes are what the next load computes with: zeroed, they change the
+        // logits.
+        let data = stored.len() - crate::packed_cache::TRAILER_LEN;
+        let mut zeroed = stored.clone();
+        zeroed[..data].fill(0);
+        std::fs::write(entry, &zeroed).unwrap();
+        assert_ne!(logits(Some(&cache)), want);
+
+        // A truncated entry is rewritten.
+        std::fs::write(entry, &stored[..data / 2]).unwrap();
+        assert_eq!(logits(Some(&cache)), want);
+        assert_eq!(std::fs::read(entry).unwrap(), stored);
+
+        // So is one made before the model file changed: the same bytes, another trailer.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
+        assert_eq!(logits(Some(&cache)), want);
+        let rewritten = std::fs::read(entry).unwrap();
+        assert_eq!(rewritten[..data], stored[..data]);
+        assert_ne!(rewritten[data..], stored[data..]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -478,6 +478,21 @@ fn gguf_mapped_in_huge_pages_reads_the_same_bytes() {
     std::fs::remove_file(&path).unwrap();
 }
 
+#[test]
+fn mapped_bytes_are_the_files_leading_bytes() {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ember-io-{}-bytes.bin", std::process::id()));
+    let bytes: Vec<u8> = (0..3usize << 20).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let head = io::map_bytes(&path, 5 << 19).unwrap();
+    assert_eq!((head.shape(), head.dtype()), (&[5usize << 19][..], Dtype::Uint8));
+    assert_eq!(head.to_vec::<u8>().unwrap(), &bytes[..5 << 19]);
+    let err = io::map_bytes(&path, bytes.len() + 1).unwrap_err().to_string();
+    assert!(err.contains("bytes.bin") && err.contains("expected at least"), "{err}");
+    drop(head);
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// A safetensors file from a JSON header and data bytes.
 fn safetensors_bytes(header: &str, data: &[u8]) -> Vec<u8> {
     let mut out = (header.len() as u64).to_le_bytes().to_vec();

@@ -37,6 +37,18 @@ fn map_file(path: &Path) -> Result<Arc<Mmap>> {
     Ok(Arc::new(map))
 }
 
+/// The first `len` bytes of the file at `path`, as a uint8 array sharing a read-only map of
+/// it, in 2 MiB pages where the system allows (as [`gguf::GgufFile::map_in_huge_pages`]).
+/// The file must not be rewritten in place while mapped (write a new one and rename it).
+pub fn map_bytes(path: &Path, len: usize) -> Result<Array> {
+    let map = map_file(path)?;
+    let Some(bytes) = map.get(..len) else {
+        return Err(Error::file(path, format!("{} bytes, expected at least {len}", map.len())));
+    };
+    huge_pages::map_in_huge_pages(&map, 0, path);
+    mapped_array(&map, bytes, vec![len], Dtype::Uint8)
+}
+
 /// An array of `dtype` and `shape` over `bytes`, a range of `map`. It shares the mapped memory
 /// when `bytes` is aligned for `dtype` and is a copy otherwise.
 fn mapped_array(map: &Arc<Mmap>, bytes: &[u8], shape: Vec<usize>, dtype: Dtype) -> Result<Array> {
