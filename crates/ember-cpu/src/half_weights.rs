@@ -147,9 +147,11 @@ mod avx512 {
         let mut rows = o.chunks_exact_mut(4).zip(w.chunks_exact(4 * row_bytes));
         for (o4, w4) in &mut rows {
             let mut acc = [_mm512_setzero_ps(); 4];
-            // The next four rows (contiguous), fetched as this group is read: the hardware
-            // prefetcher alone leaves this loop waiting on memory (a third of the bandwidth).
-            let next = w4.as_ptr().wrapping_add(4 * row_bytes);
+            // The four rows after the next four (contiguous), fetched as this group is read:
+            // the hardware prefetcher alone leaves this loop waiting on memory (a third of the
+            // bandwidth). Two groups ahead rather than one: 80 against 74 GB/s in a
+            // standalone two-thread loop over 256 MiB, within noise in a decode step.
+            let next = w4.as_ptr().wrapping_add(8 * row_bytes);
             for c in (0..body).step_by(16) {
                 _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(8 * c) as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(8 * c + 64) as *const i8);
