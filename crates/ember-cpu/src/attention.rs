@@ -124,9 +124,11 @@ pub fn attention<T: Gemm + Compute, KV: KvElement<T>>(
         attend_block(o, q, k, v, mask, a, g, blk * bq, s)
     };
     let group_len = group_rows * a.v_dim;
-    // Multiply-adds; below about 100 µs of work a thread hand-off costs more than it saves.
+    // Multiply-adds. A decode step's attention (a graph of hundreds of ops, whose evaluation
+    // keeps the other workers polling for work) hands its groups over in about a microsecond:
+    // worth it from ~10 µs of work, where SmolLM2's 9 query heads reach ~120 positions.
     let work = out.len() / a.v_dim * a.kv_len * (a.head_dim + a.v_dim);
-    if work >= 1 << 22 {
+    if work >= 1 << 17 {
         out.par_chunks_mut(group_len).enumerate().for_each(|(g, og)| {
             og.par_chunks_mut(bq * a.v_dim)
                 .enumerate()
@@ -364,20 +366,23 @@ mod tests {
         // Grouped heads (3 query heads per key/value head); q_len 1 and 2 give blocks of 3 and
         // 6 rows (the direct path: AVX-512 for sizes in multiples of 16, with value blocks of
         // 4, 4 + 1 and 3 vectors, plain loops for the others), 5 gives 15 (the GEMM path).
+        // 400 positions make enough work for the groups to be split over the threads.
         let cases = [
-            (1, 64, 64, false),
-            (2, 32, 80, true),
-            (1, 16, 48, false),
-            (2, 20, 33, true),
-            (5, 64, 48, true),
+            (1, 64, 64, false, 37),
+            (2, 32, 80, true, 37),
+            (1, 16, 48, false, 37),
+            (2, 20, 33, true, 37),
+            (5, 64, 48, true, 37),
+            (1, 64, 64, false, 400),
+            (2, 32, 32, true, 400),
         ];
-        for (q_len, d, dv, causal) in cases {
+        for (q_len, d, dv, causal, n) in cases {
             let a = Attention {
                 batch: 1,
                 q_heads: 6,
                 kv_heads: 2,
                 q_len,
-                kv_len: 37,
+                kv_len: n,
                 head_dim: d,
                 v_dim: dv,
                 scale: 0.3,
@@ -387,10 +392,10 @@ mod tests {
             // Values exact in f16, so that f16 keys and values must give the same result.
             let mut half_exact =
                 |n: usize| -> Vec<f32> { (0..n).map(|_| f16::from_f32(rand()).to_f32()).collect() };
-            let k = half_exact(2 * 37 * d);
-            let v = half_exact(2 * 37 * dv);
-            let (ks, kst) = ([1, 2, 37, d], [0, 37 * d as isize, d as isize, 1]);
-            let (vs, vst) = ([1, 2, 37, dv], [0, 37 * dv as isize, dv as isize, 1]);
+            let k = half_exact(2 * n * d);
+            let v = half_exact(2 * n * dv);
+            let (ks, kst) = ([1, 2, n, d], [0, (n * d) as isize, d as isize, 1]);
+            let (vs, vst) = ([1, 2, n, dv], [0, (n * dv) as isize, dv as isize, 1]);
             let want = reference(&q, &k, &v, &a);
             let check = |out: &[f32], stored: &str| {
                 for (i, (&got, want)) in out.iter().zip(&want).enumerate() {
