@@ -17,9 +17,12 @@ use ember_core::Array;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
 const MAGIC: &[u8; 8] = b"EMBPACK1";
+/// Entries this process has begun to write (names their temporary files).
+static WRITERS: AtomicUsize = AtomicUsize::new(0);
 /// Magic, then five little-endian u64: model size, modification seconds and nanoseconds,
 /// placement digest, packed byte count.
 pub(crate) const TRAILER_LEN: usize = 8 + 5 * 8;
@@ -78,7 +81,9 @@ impl PackedCache {
         if let Some(dir) = self.file.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let temporary = self.file.with_extension(format!("{}.tmp", std::process::id()));
+        // A name of this writer's own: loads in other threads may be writing the same entry.
+        let writer = WRITERS.fetch_add(1, Ordering::Relaxed);
+        let temporary = self.file.with_extension(format!("{}-{writer}.tmp", std::process::id()));
         let written = (|| {
             let mut out = File::create(&temporary)?;
             out.write_all(bytes)?;

@@ -545,7 +545,7 @@ mod tests {
     use crate::{Llama, LlamaConfig};
     use ember_core::io::gguf::GgufFile;
     use ember_core::Array;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     #[test]
     fn matrices_read_in_place_compute_what_their_copies_do() {
@@ -596,26 +596,35 @@ mod tests {
         }
     }
 
+    /// A scratch directory `name` holding a copy of tiny_llama (whose time stamp a test may
+    /// change), emptied first.
+    fn scratch_model(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ember-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tiny_llama.gguf");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama.gguf");
+        std::fs::copy(fixture, &path).unwrap();
+        (dir, path)
+    }
+
+    /// The logits of the model at `path` for a fixed prompt, its copies kept in `cache`.
+    fn logits_with_cache(path: &Path, cache: Option<&Path>) -> Vec<f32> {
+        let file = GgufFile::open(path).unwrap();
+        let config = LlamaConfig::from_gguf(&file, path).unwrap();
+        let weights = GgufWeights::placing(&file, path, InPlace::Never, cache).unwrap();
+        let model = Llama::new(config, &weights, None).unwrap();
+        let ids = Array::from_slice(&[1i32, 5, 9, 200, 3], &[1, 5]).unwrap();
+        model.forward(&ids, &mut model.make_cache(None)).unwrap().to_vec::<f32>().unwrap()
+    }
+
     /// Copies kept in a cache directory are what later loads compute with, and an entry made
     /// from anything but this model file and placement is rewritten.
     #[test]
     fn copies_kept_on_disk_are_mapped_by_later_loads() {
-        let dir = std::env::temp_dir().join(format!("ember-packed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // A copy of the model, whose modification time the test changes.
-        let path = dir.join("tiny_llama.gguf");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama.gguf");
-        std::fs::copy(fixture, &path).unwrap();
+        let (dir, path) = scratch_model("packed");
         let cache = dir.join("packed");
-        let logits = |cache: Option<&Path>| {
-            let file = GgufFile::open(&path).unwrap();
-            let config = LlamaConfig::from_gguf(&file, &path).unwrap();
-            let weights = GgufWeights::placing(&file, &path, InPlace::Never, cache).unwrap();
-            let model = Llama::new(config, &weights, None).unwrap();
-            let ids = Array::from_slice(&[1i32, 5, 9, 200, 3], &[1, 5]).unwrap();
-            model.forward(&ids, &mut model.make_cache(None)).unwrap().to_vec::<f32>().unwrap()
-        };
+        let logits = |cache: Option<&Path>| logits_with_cache(&path, cache);
         let want = logits(None);
         assert!(!cache.exists());
         assert_eq!(logits(Some(&cache)), want);
@@ -646,6 +655,28 @@ mod tests {
         let rewritten = std::fs::read(entry).unwrap();
         assert_eq!(rewritten[..data], stored[..data]);
         assert_ne!(rewritten[data..], stored[data..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Loads at once in several threads, with no entry yet, each write theirs whole: one
+    /// entry is left, with the bytes a single load writes, and no temporary file.
+    #[test]
+    fn loads_at_once_leave_one_whole_entry() {
+        let (dir, path) = scratch_model("packed-at-once");
+        let (alone, together) = (dir.join("alone"), dir.join("together"));
+        let want = logits_with_cache(&path, Some(&alone));
+        std::thread::scope(|s| {
+            let loads: Vec<_> =
+                (0..4).map(|_| s.spawn(|| logits_with_cache(&path, Some(&together)))).collect();
+            loads.into_iter().for_each(|l| assert_eq!(l.join().unwrap(), want));
+        });
+        let files = |d: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).collect()
+        };
+        let (one, all) = (files(&alone), files(&together));
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].file_name(), one[0].file_name());
+        assert_eq!(std::fs::read(&all[0]).unwrap(), std::fs::read(&one[0]).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
