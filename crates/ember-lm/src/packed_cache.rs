@@ -1,6 +1,6 @@
 //! Packed weights kept on disk. Packing a model's quantized matrices for the VNNI kernels
 //! makes a fresh copy of them at every load, and fresh memory is what a VM is slowest to give:
-//! while the host backs the pages, faulting them in costs about 1 ms per 2 MiB (Q4_1
+//! while the host backs the pages, faulting them in costs about 2 ms per 2 MiB (Q4_1
 //! SmolLM2-135M loaded in 0.05 s right after another load, 0.11-0.16 s after a pause). So the
 //! packed bytes are written once into ember's cache, and later loads map that file from the
 //! page cache, as they map the model file itself.
