@@ -37,10 +37,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The command runs on a worker of rayon's pool, so that each kernel's parallel loop starts
-    // inside the pool. From outside, every loop hands its work to the pool and parks this
-    // thread until it is done: two thread wake-ups per op, which on this VM cost ~10% of
-    // decoding speed (F16 123-127 against 134-143 tok/s, Q4_1 196-216 against 227-236).
+    // The command runs on a worker of rayon's pool, so that evaluations (and any parallel loop
+    // outside one) start inside the pool. From outside, each hands its work to the pool and
+    // parks this thread until it is done, two thread wake-ups every time, which on this VM
+    // cost ~10% of decoding speed (F16 123-127 against 134-143 tok/s, Q4_1 196-216 against
+    // 227-236).
     // Workers get a main thread's stack (8 MiB, not rayon's 2 MiB) for the command. Building
     // the global pool fails only if it exists already, which it cannot before this line.
     let _ = rayon::ThreadPoolBuilder::new().stack_size(8 << 20).build_global();
