@@ -182,8 +182,10 @@ impl Array {
 
     /// Records an op with several outputs (they are siblings sharing one `OpNode`).
     pub fn from_op_multi(op: Op, inputs: Vec<Array>) -> Result<Vec<Array>> {
-        let refs: Vec<&Array> = inputs.iter().collect();
-        let specs = op.infer(&refs)?;
+        let specs = {
+            let refs: smallvec::SmallVec<[&Array; 4]> = inputs.iter().collect();
+            op.infer(&refs)?
+        };
         let stream = default_stream();
         let op_node = Arc::new(OpNode {
             op,

@@ -5,8 +5,10 @@
 use crate::array::{Array, OpNode, State};
 use crate::backend::backend_for;
 use crate::{bail, Result};
+use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,10 +79,30 @@ fn poll_for_work(owner: Option<usize>, done: &AtomicBool) {
     POLLING.set(false);
 }
 
+/// Hashes a node's address: one multiply, where the default SipHash cost as much as running
+/// a small op's bookkeeping.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        // Fibonacci hashing: the high bits the table uses mix every bit of the address.
+        self.0 = (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Pending op nodes reachable from `arrays`, inputs before users (iterative DFS).
 fn topological_order(arrays: &[&Array]) -> Vec<Arc<OpNode>> {
     let mut order = Vec::new();
-    let mut visited: HashSet<*const OpNode> = HashSet::new();
+    let mut visited: HashSet<*const OpNode, BuildHasherDefault<AddressHasher>> = HashSet::default();
     let mut stack: Vec<(Arc<OpNode>, bool)> =
         arrays.iter().filter_map(|a| a.pending()).map(|n| (n, false)).collect();
     while let Some((node, expanded)) = stack.pop() {
@@ -91,13 +113,16 @@ fn topological_order(arrays: &[&Array]) -> Vec<Arc<OpNode>> {
         if !visited.insert(Arc::as_ptr(&node)) {
             continue;
         }
-        let children: Vec<Arc<OpNode>> = node.inputs.iter().filter_map(|a| a.pending()).collect();
-        stack.push((node, true));
-        for child in children {
-            if !visited.contains(&Arc::as_ptr(&child)) {
-                stack.push((child, false));
-            }
-        }
+        let at = stack.len();
+        stack.extend(
+            node.inputs
+                .iter()
+                .filter_map(|a| a.pending())
+                .filter(|child| !visited.contains(&Arc::as_ptr(child)))
+                .map(|child| (child, false)),
+        );
+        // The node is finished after its inputs, so it goes beneath them on the stack.
+        stack.insert(at, (node, true));
     }
     order
 }
@@ -108,14 +133,14 @@ fn run(op_node: &OpNode) -> Result<()> {
         return Ok(()); // run by another thread's eval
     }
     let outputs = op_node.outputs.get().map(|o| o.as_slice()).unwrap_or_default();
-    let alive: Vec<_> = outputs.iter().map(|w| w.upgrade()).collect();
+    let alive: SmallVec<[_; 2]> = outputs.iter().map(|w| w.upgrade()).collect();
     let Some(first) = alive.iter().flatten().next() else {
         return Ok(()); // every output was dropped: nothing wants this result
     };
     let stream = first.stream;
     let tracing = crate::transforms::tape::is_tracing();
-    let mut inputs = Vec::with_capacity(op_node.inputs.len());
-    let mut donated = Vec::new();
+    let mut inputs: SmallVec<[_; 4]> = SmallVec::with_capacity(op_node.inputs.len());
+    let mut donated: SmallVec<[usize; 4]> = SmallVec::new();
     for (i, a) in op_node.inputs.iter().enumerate() {
         // Held only by this op: hand the data over so the kernel may reuse its buffer
         // (unless a transform is tracing: its backward pass may still read the input).

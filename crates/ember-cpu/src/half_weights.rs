@@ -218,6 +218,34 @@ mod tests {
     }
 
     #[test]
+    fn stacked_parts_match_one_matrix_of_their_rows() {
+        let mut seed = 0x51ed_270b_u64;
+        let k = 160;
+        // Parts of uneven sizes past the parallel threshold, whose boundaries fall inside the
+        // pieces the threads take, on one and two threads.
+        let sizes = [576, 197, 3, 250];
+        let n: usize = sizes.iter().sum();
+        let x: Vec<f32> = (0..k).map(|_| uniform(&mut seed)).collect();
+        let w: Vec<u8> =
+            (0..n * k).flat_map(|_| f16::from_f32(uniform(&mut seed)).to_le_bytes()).collect();
+        let mut parts = Vec::new();
+        let mut rest = &w[..];
+        for s in sizes {
+            let (p, tail) = rest.split_at(s * k * 2);
+            parts.push(p);
+            rest = tail;
+        }
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut out = vec![0f32; n];
+            pool.install(|| matvec_parts(&mut out, &x, &parts, k));
+            for (i, (&got, want)) in out.iter().zip(reference(&x, &w, 1, n, k)).enumerate() {
+                assert!((got as f64 - want).abs() < 1e-4, "{threads} threads, row {i}: {got}");
+            }
+        }
+    }
+
+    #[test]
     fn an_empty_inner_dimension_gives_zeros() {
         let mut out = vec![1f32; 6];
         matmul(&mut out, &[], &[], 2, 3, 0);

@@ -203,7 +203,24 @@ pub fn reshape_to(x: &Array, shape: &[usize]) -> Result<Array> {
     if shape == x.shape() {
         return Ok(x.clone());
     }
+    if let Some(source) = reshaped_source(x) {
+        return reshape_to(&source, shape);
+    }
     Array::from_op(Op::Layout(LayoutOp::Reshape(shape.to_vec())), vec![x.clone()])
+}
+
+/// What a pending reshape reshapes: reshaping that instead gives the same values with one op
+/// fewer to record and evaluate (a decoding step chains reshapes per head split). Not while
+/// a transform traces: it follows the ops applied to its own inputs, which may be reshapes.
+fn reshaped_source(x: &Array) -> Option<Array> {
+    if crate::transforms::tape::is_tracing() {
+        return None;
+    }
+    let op = x.pending()?;
+    match op.op {
+        Op::Layout(LayoutOp::Reshape(_)) => Some(op.inputs[0].clone()),
+        _ => None,
+    }
 }
 
 /// Flattens axes `start..=end` into one.
@@ -230,6 +247,13 @@ pub fn transpose(x: &Array, axes: &[isize]) -> Result<Array> {
     let perm = normalize_axes("transpose", axes, x.ndim())?;
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
         return Ok(x.clone());
+    }
+    // Moving only axes of length 1 keeps the elements in order: a reshape, which may fold
+    // into a neighbouring one, as (B, 1, H, D) -> (B, H, 1, D) of a one-token step does.
+    let moved: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
+    let kept = perm.iter().filter(|&&p| x.shape()[p] != 1);
+    if kept.clone().zip(kept.skip(1)).all(|(a, b)| a < b) {
+        return reshape_to(x, &moved);
     }
     Array::from_op(Op::Layout(LayoutOp::Transpose(perm)), vec![x.clone()])
 }
