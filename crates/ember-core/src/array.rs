@@ -11,6 +11,7 @@ use crate::dtype::{Dtype, Element};
 use crate::op::Op;
 use crate::{bail, Error, Result};
 use ember_cpu::View;
+use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 /// An n-dimensional array: a node in the lazy graph. Cloning is cheap and shares the node.
@@ -41,7 +42,7 @@ pub(crate) struct OpNode {
     /// Shape and dtype of every output, kept so that an op still runs when some outputs
     /// were dropped.
     pub(crate) specs: Vec<crate::op::OutSpec>,
-    pub(crate) outputs: OnceLock<Vec<Weak<Node>>>,
+    pub(crate) outputs: OnceLock<SmallVec<[Weak<Node>; 1]>>,
     /// Whether the op has run; held while it runs, so threads evaluating a shared graph run
     /// it once (its outputs may since have been donated, so their state cannot tell).
     pub(crate) done: Mutex<bool>,
@@ -173,7 +174,7 @@ impl Array {
     /// Records `op` applied to `inputs`; returns its single output. Shape and dtype errors
     /// surface here, before anything is computed.
     pub fn from_op(op: Op, inputs: Vec<Array>) -> Result<Array> {
-        let mut outs = Array::from_op_multi(op, inputs)?;
+        let mut outs = Array::record(op, inputs)?;
         if outs.len() != 1 {
             bail!("graph", "op produced {} outputs where one was expected", outs.len());
         }
@@ -182,24 +183,31 @@ impl Array {
 
     /// Records an op with several outputs (they are siblings sharing one `OpNode`).
     pub fn from_op_multi(op: Op, inputs: Vec<Array>) -> Result<Vec<Array>> {
+        Ok(Array::record(op, inputs)?.into_vec())
+    }
+
+    /// Records `op` and returns its outputs, kept inline: a decoding step records a thousand
+    /// single-output ops, and each heap block is one more allocation and free per op.
+    fn record(op: Op, inputs: Vec<Array>) -> Result<SmallVec<[Array; 1]>> {
         let specs = {
-            let refs: smallvec::SmallVec<[&Array; 4]> = inputs.iter().collect();
+            let refs: SmallVec<[&Array; 4]> = inputs.iter().collect();
             op.infer(&refs)?
         };
         let stream = default_stream();
         let op_node = Arc::new(OpNode {
             op,
             inputs,
-            specs: specs.clone(),
+            specs,
             outputs: OnceLock::new(),
             done: Mutex::new(false),
         });
-        let outs: Vec<Array> = specs
-            .into_iter()
+        let outs: SmallVec<[Array; 1]> = op_node
+            .specs
+            .iter()
             .map(|(shape, dtype)| {
                 Array(Arc::new(Node {
-                    shape,
-                    dtype,
+                    shape: shape.clone(),
+                    dtype: *dtype,
                     stream,
                     state: Mutex::new(State::Pending { op: op_node.clone() }),
                 }))
