@@ -33,6 +33,22 @@ def default_model():
     return found[0]
 
 
+def add_default_tokenizer(wr):
+    """Writes the default model's tokenizer (its vocabulary, merges and special ids) into the
+    GGUF writer `wr`; returns the vocabulary."""
+    src = gguf.GGUFReader(default_model()).fields
+    tokens = src["tokenizer.ggml.tokens"].contents()
+    wr.add_tokenizer_model("gpt2")
+    wr.add_tokenizer_pre(src["tokenizer.ggml.pre"].contents())
+    wr.add_token_list(tokens)
+    wr.add_token_types(src["tokenizer.ggml.token_type"].contents())
+    wr.add_token_merges(src["tokenizer.ggml.merges"].contents())
+    wr.add_bos_token_id(int(src["tokenizer.ggml.bos_token_id"].contents()))
+    wr.add_eos_token_id(int(src["tokenizer.ggml.eos_token_id"].contents()))
+    wr.add_add_bos_token(False)
+    return tokens
+
+
 def random_q4_0(rng, rows, cols):
     """`rows` x `cols` weights as Q4_0 blocks: random nibbles, scales near 1 / (4 sqrt(cols))
     so that each output has about unit variance for unit inputs."""
@@ -51,8 +67,6 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
-    src = gguf.GGUFReader(default_model()).fields
-    tokens = src["tokenizer.ggml.tokens"].contents()
 
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     wr = gguf.GGUFWriter(args.out, "llama")
@@ -67,14 +81,7 @@ def main():
     wr.add_rope_freq_base(10000.0)
     wr.add_rope_dimension_count(HIDDEN // HEADS)
     wr.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
-    wr.add_tokenizer_model("gpt2")
-    wr.add_tokenizer_pre(src["tokenizer.ggml.pre"].contents())
-    wr.add_token_list(tokens)
-    wr.add_token_types(src["tokenizer.ggml.token_type"].contents())
-    wr.add_token_merges(src["tokenizer.ggml.merges"].contents())
-    wr.add_bos_token_id(int(src["tokenizer.ggml.bos_token_id"].contents()))
-    wr.add_eos_token_id(int(src["tokenizer.ggml.eos_token_id"].contents()))
-    wr.add_add_bos_token(False)
+    tokens = add_default_tokenizer(wr)
 
     q4 = gguf.GGMLQuantizationType.Q4_0
     ones = np.ones(HIDDEN, dtype=np.float32)

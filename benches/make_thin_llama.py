@@ -16,7 +16,7 @@ import os
 import numpy as np
 import gguf
 
-from make_llama7b import CACHE, default_model
+from make_llama7b import CACHE, add_default_tokenizer
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, FFN = 72, 30, 9, 3, 64, 144
 
@@ -26,8 +26,6 @@ def main():
     ap.add_argument("--out", default=os.path.join(CACHE, "thin-llama-f16.gguf"))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    src = gguf.GGUFReader(default_model()).fields
-    tokens = src["tokenizer.ggml.tokens"].contents()
 
     def weight(rows, cols):
         return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float16)
@@ -46,13 +44,7 @@ def main():
     wr.add_layer_norm_rms_eps(1e-5)
     wr.add_rope_freq_base(10000.0)
     wr.add_rope_dimension_count(HEAD_DIM)
-    wr.add_tokenizer_model("gpt2")
-    wr.add_tokenizer_pre(src["tokenizer.ggml.pre"].contents())
-    wr.add_token_list(tokens)
-    wr.add_token_types(src["tokenizer.ggml.token_type"].contents())
-    wr.add_token_merges(src["tokenizer.ggml.merges"].contents())
-    wr.add_bos_token_id(int(src["tokenizer.ggml.bos_token_id"].contents()))
-    wr.add_eos_token_id(int(src["tokenizer.ggml.eos_token_id"].contents()))
+    tokens = add_default_tokenizer(wr)
 
     ones = np.ones(HIDDEN, dtype=np.float32)
     q, kv = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
