@@ -250,9 +250,8 @@ pub fn transpose(x: &Array, axes: &[isize]) -> Result<Array> {
     }
     // Moving only axes of length 1 keeps the elements in order: a reshape, which may fold
     // into a neighbouring one, as (B, 1, H, D) -> (B, H, 1, D) of a one-token step does.
-    let moved: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
-    let kept = perm.iter().filter(|&&p| x.shape()[p] != 1);
-    if kept.clone().zip(kept.skip(1)).all(|(a, b)| a < b) {
+    if perm.iter().filter(|&&p| x.shape()[p] != 1).is_sorted() {
+        let moved: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
         return reshape_to(x, &moved);
     }
     Array::from_op(Op::Layout(LayoutOp::Transpose(perm)), vec![x.clone()])
