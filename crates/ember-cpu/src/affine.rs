@@ -59,6 +59,12 @@ fn quantize_group(
     [scale, bias]
 }
 
+/// One group as the zipped iterators give it: values, codes, scale, bias (the last three
+/// written).
+type GroupToQuantize<'a, T> = (((&'a [T], &'a mut [u32]), &'a mut T), &'a mut T);
+/// One group as the zipped iterators give it: codes, scale, bias, values (written).
+type GroupToDequantize<'a, T> = (((&'a [u32], &'a T), &'a T), &'a mut [T]);
+
 /// Quantizes rows of `w` (groups of `group` values) into `codes` (`group * bits / 32` words
 /// per group) and one scale and bias per group, as `mx.quantize`.
 ///
@@ -81,7 +87,7 @@ pub fn quantize<T: FloatElem<Acc = f32>>(
             && biases.len() == groups,
         "affine quantize: size mismatch"
     );
-    let one = |(((v, c), s), b): (((&[T], &mut [u32]), &mut T), &mut T)| {
+    let one = |(((v, c), s), b): GroupToQuantize<T>| {
         let [scale, bias] = quantize_group(v.iter().map(|x| x.widen()), bits, c);
         *s = T::narrow(scale);
         *b = T::narrow(bias);
@@ -131,7 +137,7 @@ pub fn dequantize<T: FloatElem<Acc = f32>>(
         biases.len() == groups && codes.len() == groups * words && out.len() == groups * group,
         "affine dequantize: size mismatch"
     );
-    let one = |(((c, s), b), o): (((&[u32], &T), &T), &mut [T])| {
+    let one = |(((c, s), b), o): GroupToDequantize<T>| {
         let mut q = [0f32; 128];
         unpack_group(c, bits, &mut q[..group]);
         let (s, b) = (s.widen(), b.widen());

@@ -275,7 +275,7 @@ fn kernel(bits: usize, rows: usize) -> DotKernel {
 fn check<T>(w: &Quantized<T>, rows: usize, cols: usize) {
     assert!(supports(w.group, w.bits), "quantized matmul: unsupported group/bits");
     assert!(
-        cols % w.group == 0
+        cols.is_multiple_of(w.group)
             && w.codes.len() == rows * cols / per_word(w.bits)
             && w.scales.len() == rows * cols / w.group
             && w.biases.len() == w.scales.len(),

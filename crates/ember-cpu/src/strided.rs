@@ -121,8 +121,8 @@ impl<const N: usize> Rows<N> {
         for (d, &n) in self.outer.iter().enumerate().rev() {
             let i = (row % n) as isize;
             row /= n;
-            for k in 0..N {
-                out[k] += i * self.outer_strides[d][k];
+            for (o, &stride) in out.iter_mut().zip(&self.outer_strides[d]) {
+                *o += i * stride;
             }
         }
         out

@@ -138,13 +138,13 @@ impl LlamaConfig {
     pub fn validate(&self, origin: &Path) -> Result<()> {
         let c = self;
         let bad = |msg: String| Err(Error::model(origin, msg));
-        if c.num_kv_heads == 0 || c.num_heads % c.num_kv_heads != 0 {
+        if c.num_kv_heads == 0 || !c.num_heads.is_multiple_of(c.num_kv_heads) {
             return bad(format!(
                 "{} query heads are not a multiple of {} key/value heads",
                 c.num_heads, c.num_kv_heads
             ));
         }
-        if c.rope_dims == 0 || c.rope_dims % 2 != 0 || c.rope_dims > c.head_dim {
+        if c.rope_dims == 0 || !c.rope_dims.is_multiple_of(2) || c.rope_dims > c.head_dim {
             return bad(format!(
                 "RoPE dimension {} must be even and at most the head size {}",
                 c.rope_dims, c.head_dim

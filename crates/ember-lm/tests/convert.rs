@@ -133,7 +133,7 @@ fn check_layout(out: &Path, q: Quantization) {
 fn bad_input_is_refused() {
     let src = fixture_path("hf/tiny_llama");
     let err = |src: &Path, out: &Path, q: Option<Quantization>| {
-        convert(src, out, q, &mut |_| {}).err().expect("conversion should fail").to_string()
+        convert(src, out, q, &mut |_| {}).expect_err("conversion should fail").to_string()
     };
     let out = scratch("bad");
     let q = |group_size, bits| Some(Quantization { group_size, bits });

@@ -42,7 +42,7 @@ fn random_llama(config: LlamaConfig, seed: u64) -> Llama {
     let mut n = 0;
     let mut arrays = HashMap::new();
     let mut add = |name: String, shape: &[usize], scale: f32, shift: f32| {
-        let k = ember_core::ops::take(&keys, &Array::scalar(n as i32), Some(0)).unwrap();
+        let k = ember_core::ops::take(&keys, &Array::scalar(n), Some(0)).unwrap();
         n += 1;
         let (loc, sd) = (Array::scalar(shift), Array::scalar(scale));
         let a = random::normal(shape, Dtype::Float32, Some(&loc), Some(&sd), Some(&k)).unwrap();
@@ -141,7 +141,7 @@ fn cached_decoding_equals_full_sequence() {
     let biased = random_llama(LlamaConfig { attention_bias: true, ..tiny_config() }, 13);
     check_cached_equals_full(&biased, &ids, None, Dtype::Float32, 1e-4);
     // A cache whose capacity grows (in steps of 256) while decoding.
-    let long: Vec<i32> = (0..300).map(|i| (i * 7 % 50) as i32).collect();
+    let long: Vec<i32> = (0..300).map(|i| i * 7 % 50).collect();
     let model = random_llama(tiny_config(), 11);
     let full = logits_rows(&model, &long, &mut model.make_cache(None));
     let mut cache = model.make_cache(None);

@@ -131,15 +131,15 @@ fn transforms_of_the_product() {
     let f = |a: &[Array]| Ok(vec![ops::quantized_matmul(&a[0], &q, &s, &b, true, 32, 4)?]);
     // jvp in x is the product of the tangent (the map is linear in x).
     let t = randn(&[3, 64], 3);
-    let (_, tangent) = jvp(f, &[x.clone()], &[t.clone()]).unwrap();
+    let (_, tangent) = jvp(f, std::slice::from_ref(&x), std::slice::from_ref(&t)).unwrap();
     let direct = ops::quantized_matmul(&t, &q, &s, &b, true, 32, 4).unwrap();
     assert_close("jvp in x", &tangent[0], &direct, 1e-5);
     // jvp in the scales agrees with the vjp: <J ts, c> = <ts, J^T c>.
     let g = |a: &[Array]| Ok(vec![ops::quantized_matmul(&x, &q, &a[0], &b, true, 32, 4)?]);
     let ts = ops::ones_like(&s).unwrap();
-    let (_, jt) = jvp(g, &[s.clone()], &[ts.clone()]).unwrap();
+    let (_, jt) = jvp(g, std::slice::from_ref(&s), std::slice::from_ref(&ts)).unwrap();
     let c = ops::ones(&[3, 8], Dtype::Float32).unwrap();
-    let (_, jc) = vjp(g, &[s.clone()], &[c.clone()]).unwrap();
+    let (_, jc) = vjp(g, std::slice::from_ref(&s), std::slice::from_ref(&c)).unwrap();
     let lhs =
         ops::sum(&ops::multiply(&jt[0], &c).unwrap(), None, false).unwrap().item::<f32>().unwrap();
     let rhs =
@@ -147,7 +147,7 @@ fn transforms_of_the_product() {
     assert!((lhs - rhs).abs() <= 1e-3 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
     // vmap over a batch of activations equals the product of the stacked batch.
     let batch = randn(&[4, 3, 64], 4);
-    let mapped = vmap(f, &[Some(0)], &[Some(0)])(&[batch.clone()]).unwrap();
+    let mapped = vmap(f, &[Some(0)], &[Some(0)])(std::slice::from_ref(&batch)).unwrap();
     let whole = ops::quantized_matmul(&batch, &q, &s, &b, true, 32, 4).unwrap();
     assert_close("vmap product", &mapped[0], &whole, 1e-6);
     // vmap of quantize and dequantize over a batch of matrices.
@@ -156,12 +156,12 @@ fn transforms_of_the_product() {
         let (q, s, b) = ops::quantize(&a[0], 32, 4)?;
         Ok(vec![ops::dequantize(&q, &s, &b, 32, 4)?])
     };
-    let mapped = vmap(qd, &[Some(0)], &[Some(0)])(&[ws.clone()]).unwrap();
+    let mapped = vmap(qd, &[Some(0)], &[Some(0)])(std::slice::from_ref(&ws)).unwrap();
     assert_close("vmap quantize", &mapped[0], &qd(&[ws]).unwrap()[0], 0.0);
     // The codes have no gradient (an error, as MLX); quantize's gradient is zero (as MLX).
     let h = |a: &[Array]| Ok(vec![ops::quantized_matmul(&x, &a[0], &s, &b, true, 32, 4)?]);
     let cot = ops::ones(&[3, 8], Dtype::Float32).unwrap();
-    let err = vjp(h, &[q.clone()], &[cot]).unwrap_err().to_string();
+    let err = vjp(h, std::slice::from_ref(&q), &[cot]).unwrap_err().to_string();
     assert!(err.contains("[quantized_matmul]") && err.contains("quantized weights"), "{err}");
     let z = |a: &[Array]| Ok(vec![ops::quantize(&a[0], 32, 4)?.1]);
     let w = ops::ones(&[2, 64], Dtype::Float32).unwrap();

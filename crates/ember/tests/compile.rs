@@ -209,7 +209,7 @@ fn common_subexpressions_are_computed_once() {
     };
     let c = Compiled::new(f, CompileOptions::default());
     let x = vec_f32(&[0.0, 1.0, -2.0]);
-    let stats = c.stats(&[x.clone()]).unwrap();
+    let stats = c.stats(std::slice::from_ref(&x)).unwrap();
     // One fused node: exp once, then the add.
     assert_eq!((stats.nodes, stats.fused, stats.instructions), (1, 1, 2));
     let y = c.call(&[x]).unwrap().remove(0).to_vec::<f32>().unwrap();
@@ -237,7 +237,7 @@ fn constant_subgraphs_fold_and_equal_scalars_merge() {
     };
     let c = Compiled::new(f, CompileOptions::default());
     let x = vec_f32(&[4.0, -6.0]);
-    let stats = c.stats(&[x.clone()]).unwrap();
+    let stats = c.stats(std::slice::from_ref(&x)).unwrap();
     assert_eq!(stats.constants, 2, "{stats:?}"); // the folded k and one 0.5
     assert_eq!((stats.nodes, stats.fused, stats.instructions), (1, 1, 3), "{stats:?}");
     assert_eq!(c.call(&[x]).unwrap()[0].to_vec::<f32>().unwrap(), [12.0, -18.0]);
@@ -253,11 +253,11 @@ fn no_op_casts_and_reshapes_disappear_and_reductions_split_regions() {
     };
     let c = Compiled::new(f, CompileOptions::default());
     let x = Array::from_slice(&[0.1f32, 0.2, 0.3, -0.1, -0.2, -0.3], &[2, 3]).unwrap();
-    let stats = c.stats(&[x.clone()]).unwrap();
+    let stats = c.stats(std::slice::from_ref(&x)).unwrap();
     // exp, tanh and negative fused (the reshape is gone), then the sum, then the multiply,
     // which reads the sum and so cannot join the region the sum reads.
     assert_eq!((stats.nodes, stats.fused, stats.instructions), (3, 1, 3), "{stats:?}");
-    let got = c.call(&[x.clone()]).unwrap().remove(0);
+    let got = c.call(std::slice::from_ref(&x)).unwrap().remove(0);
     assert_close(&got, &f(&[x]).unwrap()[0], 1e-6, "split regions");
 }
 
@@ -283,7 +283,7 @@ fn gelu_fuses_into_one_pass_over_large_and_strided_inputs() {
     let (r, k) = (317, 331);
     let data: Vec<f32> = (0..r * k).map(|i| ((i as f32) * 0.013).sin() * 5.0).collect();
     let x = ops::transpose_all(&Array::from_slice(&data, &[r, k]).unwrap()).unwrap();
-    let stats = c.stats(&[x.clone()]).unwrap();
+    let stats = c.stats(std::slice::from_ref(&x)).unwrap();
     assert_eq!((stats.nodes, stats.fused, stats.instructions), (1, 1, 8), "{stats:?}");
     let got = c.call(&[x]).unwrap().remove(0).to_vec::<f32>().unwrap();
     for i in (0..k).step_by(7) {
@@ -320,7 +320,7 @@ fn half_precision_regions_round_like_the_ops() {
         .unwrap()
         .astype(Dtype::Bfloat16)
         .unwrap();
-    let got = compile(f)(&[x.clone()]).unwrap().remove(0);
+    let got = compile(f)(std::slice::from_ref(&x)).unwrap().remove(0);
     // Only +, *, / on bf16: rounding each op's result in f32 matches the ops exactly.
     assert_eq!(got.to_vec::<f32>().unwrap(), f(&[x]).unwrap()[0].to_vec::<f32>().unwrap());
 }
@@ -365,7 +365,7 @@ fn traces_are_cached_per_signature() {
         |x: &[Array]| -> Result<Vec<Array>> { Ok(vec![ops::sin(&ops::multiply(&x[0], &x[0])?)?]) };
     let c = Compiled::new(f, CompileOptions::default());
     let a = vec_f32(&[1.0, 2.0, 3.0]);
-    c.call(&[a.clone()]).unwrap();
+    c.call(std::slice::from_ref(&a)).unwrap();
     c.call(&[vec_f32(&[4.0, 5.0, 6.0])]).unwrap();
     assert_eq!(c.trace_count(), 1);
     let y = c.call(&[vec_f32(&[0.5, 1.5])]).unwrap().remove(0);
@@ -404,10 +404,10 @@ fn disable_compile_calls_the_function_directly() {
     let c = Compiled::new(f, CompileOptions::default());
     let x = vec_f32(&[0.0, 1.0]);
     disable_compile();
-    let off = (0..2).map(|_| c.call(&[x.clone()]).unwrap().remove(0)).last().unwrap();
+    let off = (0..2).map(|_| c.call(std::slice::from_ref(&x)).unwrap().remove(0)).last().unwrap();
     enable_compile();
     assert_eq!((calls.load(Ordering::Relaxed), c.trace_count()), (2, 0));
-    let on = (0..2).map(|_| c.call(&[x.clone()]).unwrap().remove(0)).last().unwrap();
+    let on = (0..2).map(|_| c.call(std::slice::from_ref(&x)).unwrap().remove(0)).last().unwrap();
     assert_eq!((calls.load(Ordering::Relaxed), c.trace_count()), (3, 1));
     assert_close(&on, &off, 1e-6, "enabled vs disabled");
 }
@@ -440,11 +440,11 @@ fn grad_of_compiled_and_compiled_grad_match_the_derivative() {
     let g = grad(|a: &[Tree]| Ok(Tree::from(loss(a[0].as_array()?)?)), &[0]);
     let cg =
         compile(move |x: &[Array]| Ok(vec![g(&[x[0].clone().into()])?[0].as_array()?.clone()]));
-    assert_close(&cg(&[x.clone()]).unwrap()[0], &want, 1e-12, "compile of grad");
+    assert_close(&cg(std::slice::from_ref(&x)).unwrap()[0], &want, 1e-12, "compile of grad");
     // jvp through the compiled op.
     let cf = compile(|x: &[Array]| Ok(vec![ops::multiply(&ops::sin(&x[0])?, &ops::exp(&x[0])?)?]));
     let ones = ops::ones_like(&x).unwrap();
-    let (_, t) = jvp(|a| cf(a), &[x.clone()], &[ones]).unwrap();
+    let (_, t) = jvp(|a| cf(a), std::slice::from_ref(&x), &[ones]).unwrap();
     assert_close(&t[0], &want, 1e-12, "jvp of compile");
 }
 
@@ -508,7 +508,8 @@ fn compiled_steps_write_over_dead_inputs() {
         let mut ptrs = [buffer_ptr(&a2), buffer_ptr(&b2)];
         let got = c.call(&[a2, b2]).unwrap(); // the arguments die here
         let mut reused = [buffer_ptr(&got[0]), buffer_ptr(&got[1])];
-        (ptrs.sort(), reused.sort());
+        ptrs.sort();
+        reused.sort();
         assert_eq!(reused, ptrs, "case {case}: the outputs took the inputs' buffers");
         let tol = if dtype.size() == 2 { 3e-2 } else { 1e-5 };
         for i in 0..2 {
@@ -540,7 +541,7 @@ fn shapeless_replays_rederive_reshapes_and_broadcasts() {
     let mut rng = Rng(0x5a_9e1e55);
     for shape in [[2usize, 3, 4], [2, 3, 8], [5, 5, 5], [1, 7, 1]] {
         let x = random_array(&mut rng, &shape, Dtype::Float32);
-        let (got, want) = (c.call(&[x.clone()]).unwrap(), f(&[x]).unwrap());
+        let (got, want) = (c.call(std::slice::from_ref(&x)).unwrap(), f(&[x]).unwrap());
         for (g, w) in got.iter().zip(&want) {
             assert_close(g, w, 1e-6, &format!("reshapes at {shape:?}"));
         }
@@ -559,7 +560,12 @@ fn shapeless_replays_rederive_reshapes_and_broadcasts() {
     let c = Compiled::new(bc, CompileOptions { shapeless: true });
     for cols in [4usize, 6] {
         let x = random_array(&mut rng, &[1, cols], Dtype::Float32);
-        assert_close(&c.call(&[x.clone()]).unwrap()[0], &bc(&[x]).unwrap()[0], 0.0, "bcast");
+        assert_close(
+            &c.call(std::slice::from_ref(&x)).unwrap()[0],
+            &bc(&[x]).unwrap()[0],
+            0.0,
+            "bcast",
+        );
     }
     let err = c.call(&[random_array(&mut rng, &[2, 6], Dtype::Float32)]).unwrap_err();
     assert!(err.to_string().contains("broadcast"), "{err}");

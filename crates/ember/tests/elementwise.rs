@@ -5,7 +5,7 @@ use common::*;
 use ember::prelude::*;
 
 fn apply(op: &str, args: &[Array]) -> Result<Array> {
-    let un: Option<fn(&Array) -> Result<Array>> = Some(match op {
+    let un: fn(&Array) -> Result<Array> = match op {
         "abs" => ops::abs,
         "negative" => ops::negative,
         "sign" => ops::sign,
@@ -39,8 +39,8 @@ fn apply(op: &str, args: &[Array]) -> Result<Array> {
         "isinf" => ops::isinf,
         "isfinite" => ops::isfinite,
         _ => return apply_binary(op, &args[0], &args[1]),
-    });
-    un.unwrap()(&args[0])
+    };
+    un(&args[0])
 }
 
 fn apply_binary(op: &str, a: &Array, b: &Array) -> Result<Array> {

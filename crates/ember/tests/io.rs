@@ -510,7 +510,7 @@ fn misaligned_safetensors_tensor_is_copied() {
         r#""b":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}}"#
     )
     .to_string();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     let mut data = vec![7u8];
@@ -702,7 +702,7 @@ impl Gguf {
         self.u32(ty).u64(offset)
     }
     fn pad(&mut self, align: usize) -> &mut Self {
-        while self.0.len() % align != 0 {
+        while !self.0.len().is_multiple_of(align) {
             self.0.push(0);
         }
         self

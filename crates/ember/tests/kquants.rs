@@ -164,14 +164,15 @@ fn quantize_round_trip_is_within_bounds() {
 fn quantize_maps_over_a_batch_axis() {
     let x = values(&[3, 2, 256], 5, 1.0, 0.5);
     let f = |xs: &[Array]| Ok(vec![ops::quantize_ggml(&xs[0], GgmlType::Q4_K)?]);
-    let mapped = ember::transforms::vmap(f, &[Some(1)], &[Some(0)])(&[x.clone()]).unwrap();
+    let mapped =
+        ember::transforms::vmap(f, &[Some(1)], &[Some(0)])(std::slice::from_ref(&x)).unwrap();
     let direct = ops::quantize_ggml(&ops::transpose(&x, &[1, 0, 2]).unwrap(), GgmlType::Q4_K);
     assert_eq!(mapped[0].to_vec::<u8>().unwrap(), direct.unwrap().to_vec::<u8>().unwrap());
 }
 
 #[test]
 fn bad_arguments_are_errors() {
-    let err = |r: Result<Array>| r.err().expect("an error").to_string();
+    let err = |r: Result<Array>| r.expect_err("an error").to_string();
     let x = values(&[2, 300], 1, 1.0, 0.0);
     let e = err(ops::quantize_ggml(&x, GgmlType::Q4_K));
     assert!(e.starts_with("[quantize]") && e.contains("multiple of the 256 values"), "{e}");

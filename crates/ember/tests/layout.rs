@@ -183,7 +183,8 @@ fn random_transposes_and_slices_read_the_right_elements() {
 
 #[test]
 fn broadcasting_shapes_follow_numpy_rules() {
-    let cases: [(&[usize], &[usize], Option<&[usize]>); 5] = [
+    type Case = (&'static [usize], &'static [usize], Option<&'static [usize]>);
+    let cases: [Case; 5] = [
         (&[3, 1], &[4], Some(&[3, 4])),
         (&[], &[2, 2], Some(&[2, 2])),
         (&[5, 1, 3], &[4, 1], Some(&[5, 4, 3])),

@@ -36,7 +36,7 @@ fn dequantize_matches_gguf_reference() {
         let ids = Array::from_slice(&[1i64, 0, -1], &[3]).unwrap();
         let n = w.shape()[0];
         let mut layouts = vec![(GgmlLayout::Rows, w.clone())];
-        if n % 8 == 0 {
+        if n.is_multiple_of(8) {
             layouts.push((GgmlLayout::Packed, packed(w, ty)));
         }
         for (layout, wl) in layouts {
@@ -139,7 +139,7 @@ fn product_over_parts_is_the_product_over_their_stack() {
         assert_eq!(a.shape(), b.shape(), "{what}");
         assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{what}");
     };
-    same("product", &f(&[x.clone()]).unwrap()[0], &whole);
+    same("product", &f(std::slice::from_ref(&x)).unwrap()[0], &whole);
     // Packed parts, each a whole number of eight-row groups.
     let packed_parts: Vec<Array> = parts.iter().map(|w| packed(w, ty)).collect();
     let got = ops::quantized_matmul_ggml_parts(&x, &packed_parts, ty, GgmlLayout::Packed).unwrap();
@@ -151,17 +151,17 @@ fn product_over_parts_is_the_product_over_their_stack() {
     let c = randn(&[3, 48], 2);
     same(
         "vjp",
-        &vjp(f, &[x.clone()], &[c.clone()]).unwrap().1[0],
-        &vjp(g, &[x.clone()], &[c]).unwrap().1[0],
+        &vjp(f, std::slice::from_ref(&x), std::slice::from_ref(&c)).unwrap().1[0],
+        &vjp(g, std::slice::from_ref(&x), &[c]).unwrap().1[0],
     );
     let t = randn(&[3, 64], 3);
     same(
         "jvp",
-        &jvp(f, &[x.clone()], &[t.clone()]).unwrap().1[0],
-        &jvp(g, &[x.clone()], &[t]).unwrap().1[0],
+        &jvp(f, std::slice::from_ref(&x), std::slice::from_ref(&t)).unwrap().1[0],
+        &jvp(g, std::slice::from_ref(&x), &[t]).unwrap().1[0],
     );
     let batch = randn(&[2, 3, 64], 4);
-    let mapped = vmap(f, &[Some(0)], &[Some(0)])(&[batch.clone()]).unwrap();
+    let mapped = vmap(f, &[Some(0)], &[Some(0)])(std::slice::from_ref(&batch)).unwrap();
     same("vmap", &mapped[0], &ops::quantized_matmul_ggml(&batch, &stacked, ty).unwrap());
     // Parts must agree with x and with each other.
     let err = |r: Result<Array>| r.err().unwrap().to_string();

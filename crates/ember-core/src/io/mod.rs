@@ -54,7 +54,7 @@ pub fn map_bytes(path: &Path, len: usize) -> Result<Array> {
 fn mapped_array(map: &Arc<Mmap>, bytes: &[u8], shape: Vec<usize>, dtype: Dtype) -> Result<Array> {
     debug_assert!(map.as_ptr_range().start <= bytes.as_ptr());
     debug_assert!(bytes.as_ptr_range().end <= map.as_ptr_range().end);
-    let buffer = if bytes.as_ptr() as usize % dtype.size() == 0 {
+    let buffer = if (bytes.as_ptr() as usize).is_multiple_of(dtype.size()) {
         let ptr = NonNull::new(bytes.as_ptr() as *mut u8).expect("slice pointers are non-null");
         // SAFETY: `bytes` lies inside `map`, which stays mapped (read-only) for as long as the
         // buffer holds its Arc as owner; external buffers are never written through.

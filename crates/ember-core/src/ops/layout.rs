@@ -185,7 +185,7 @@ pub fn reshape(x: &Array, shape: &[isize]) -> Result<Array> {
     }
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(i) = infer {
-        if known == 0 || x.size() % known != 0 {
+        if known == 0 || !x.size().is_multiple_of(known) {
             bail!(
                 "reshape",
                 "cannot infer dimension of {:?} for array of size {}",

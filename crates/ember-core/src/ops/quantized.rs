@@ -149,7 +149,7 @@ fn check_blocks(op: &'static str, ty: GgmlType, w: &Array) -> Result<usize> {
         bail!(op, "weight must be a uint8 array of blocks, got {} {:?}", w.dtype(), w.shape());
     }
     let bytes = w.shape()[w.ndim() - 1];
-    if bytes % ty.type_size() != 0 {
+    if !bytes.is_multiple_of(ty.type_size()) {
         bail!(
             op,
             "rows of {} bytes are not whole {} blocks of {} bytes",

@@ -20,12 +20,15 @@ pub(super) fn fresh(x: &Array) -> Result<Array> {
     Array::from_op(Op::Layout(LayoutOp::Transpose((0..x.ndim()).collect())), vec![x.clone()])
 }
 
+/// The copies of the primals a function was traced on, its outputs and the ops recorded.
+type Traced = (Vec<Array>, Vec<Array>, Vec<Arc<OpNode>>);
+
 /// Runs `f` on fresh copies of `primals` while tracing; returns the copies, `f`'s outputs
 /// and the ops recorded.
 fn trace_on_copies(
     primals: &[Array],
     f: impl FnOnce(&[Array]) -> Result<Vec<Array>>,
-) -> Result<(Vec<Array>, Vec<Array>, Vec<Arc<OpNode>>)> {
+) -> Result<Traced> {
     let (result, ops) = tape::trace(|| {
         let inputs = primals.iter().map(fresh).collect::<Result<Vec<_>>>()?;
         let outputs = f(&inputs)?;

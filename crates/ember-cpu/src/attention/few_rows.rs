@@ -39,7 +39,7 @@ pub(super) fn scores<T: Compute, K: KvElement<T>>(
     d: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if d % 16 == 0 && avx512() {
+    if d.is_multiple_of(16) && avx512() {
         if let (Some(s), Some(q)) = (T::as_f32_mut(scores), T::as_f32(q)) {
             // SAFETY (both calls): the CPU has AVX-512F (checked above) and `d` is a multiple
             // of 16.
@@ -69,7 +69,7 @@ pub(super) fn weighted_sum<T: Compute, V: KvElement<T>>(
     dv: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if dv % 16 == 0 && avx512() {
+    if dv.is_multiple_of(16) && avx512() {
         if let (Some(o), Some(p)) = (T::as_f32_mut(out), T::as_f32(p)) {
             // SAFETY (both calls): the CPU has AVX-512F (checked above) and `dv` is a multiple
             // of 16.

@@ -41,7 +41,7 @@ impl Backend for CpuBackend {
         match op {
             Op::Unary(u) => one(elementwise::unary(*u, &mut inputs[0])),
             Op::Binary(b) => one(elementwise::binary(*b, inputs, &outputs[0].0)),
-            Op::Select => one(elementwise::select(&inputs, &outputs[0].0)),
+            Op::Select => one(elementwise::select(inputs, &outputs[0].0)),
             Op::AsType(d) => one(elementwise::astype(&inputs[0], *d)),
             Op::Arange { start, step, len, dtype } => {
                 one(elementwise::arange(start.0, step.0, *len, *dtype))

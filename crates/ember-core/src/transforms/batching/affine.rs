@@ -9,7 +9,7 @@ use crate::ops::affine::AffineOp;
 use crate::Result;
 
 pub(super) fn vmap(op: &AffineOp, inputs: &[Batched], size: usize) -> Result<Vec<Batched>> {
-    let whole = Op::Affine(op.clone());
+    let whole = Op::Affine(*op);
     match op {
         AffineOp::Quantize { .. } => first_batched(whole, inputs, size),
         AffineOp::Dequantize { .. } => all_front(whole, inputs, size),
