@@ -185,61 +185,28 @@ element!(bool => Bool, u8 => Uint8, u16 => Uint16, u32 => Uint32, u64 => Uint64,
 /// Runs `$body` with `$T` bound to the Rust element type of `$dtype`.
 #[macro_export]
 macro_rules! dispatch {
-    ($dtype:expr, $T:ident => $body:expr) => {{
-        use $crate::Dtype as D;
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::dispatch_among!($dtype, $T => $body, [
+            Bool: bool, Uint8: u8, Uint16: u16, Uint32: u32, Uint64: u64,
+            Int8: i8, Int16: i16, Int32: i32, Int64: i64,
+            Float16: $crate::f16, Bfloat16: $crate::bf16, Float32: f32, Float64: f64
+        ])
+    };
+}
+
+/// Runs `$body` with `$T` bound to the Rust type of `$dtype` when it is one of the listed
+/// `Variant: type` pairs, else `$fallback` with the dtype bound to `$other`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! dispatch_among {
+    ($dtype:expr, $T:ident => $body:expr, [$($variant:ident: $ty:ty),+ $(,)?]
+        $(, $other:ident => $fallback:expr)?) => {{
         match $dtype {
-            D::Bool => {
-                type $T = bool;
+            $($crate::Dtype::$variant => {
+                type $T = $ty;
                 $body
-            }
-            D::Uint8 => {
-                type $T = u8;
-                $body
-            }
-            D::Uint16 => {
-                type $T = u16;
-                $body
-            }
-            D::Uint32 => {
-                type $T = u32;
-                $body
-            }
-            D::Uint64 => {
-                type $T = u64;
-                $body
-            }
-            D::Int8 => {
-                type $T = i8;
-                $body
-            }
-            D::Int16 => {
-                type $T = i16;
-                $body
-            }
-            D::Int32 => {
-                type $T = i32;
-                $body
-            }
-            D::Int64 => {
-                type $T = i64;
-                $body
-            }
-            D::Float16 => {
-                type $T = $crate::f16;
-                $body
-            }
-            D::Bfloat16 => {
-                type $T = $crate::bf16;
-                $body
-            }
-            D::Float32 => {
-                type $T = f32;
-                $body
-            }
-            D::Float64 => {
-                type $T = f64;
-                $body
-            }
+            })+
+            $($other => $fallback,)?
         }
     }};
 }

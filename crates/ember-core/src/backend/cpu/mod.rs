@@ -66,74 +66,21 @@ impl Backend for CpuBackend {
 
 /// Runs `$body` with `$T` bound to each float element type.
 macro_rules! dispatch_float {
-    ($dtype:expr, $T:ident => $body:expr) => {{
-        use $crate::Dtype as D;
-        match $dtype {
-            D::Float16 => {
-                type $T = $crate::f16;
-                $body
-            }
-            D::Bfloat16 => {
-                type $T = $crate::bf16;
-                $body
-            }
-            D::Float32 => {
-                type $T = f32;
-                $body
-            }
-            D::Float64 => {
-                type $T = f64;
-                $body
-            }
-            d => $crate::bail!("eval", "expected a float dtype, got {}", d),
-        }
-    }};
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::dispatch_among!($dtype, $T => $body, [
+            Float16: $crate::f16, Bfloat16: $crate::bf16, Float32: f32, Float64: f64
+        ], d => $crate::bail!("eval", "expected a float dtype, got {}", d))
+    };
 }
 
 /// Runs `$body` with `$T` bound to each integer element type (and bool).
 macro_rules! dispatch_int {
-    ($dtype:expr, $T:ident => $body:expr) => {{
-        use $crate::Dtype as D;
-        match $dtype {
-            D::Bool => {
-                type $T = bool;
-                $body
-            }
-            D::Uint8 => {
-                type $T = u8;
-                $body
-            }
-            D::Uint16 => {
-                type $T = u16;
-                $body
-            }
-            D::Uint32 => {
-                type $T = u32;
-                $body
-            }
-            D::Uint64 => {
-                type $T = u64;
-                $body
-            }
-            D::Int8 => {
-                type $T = i8;
-                $body
-            }
-            D::Int16 => {
-                type $T = i16;
-                $body
-            }
-            D::Int32 => {
-                type $T = i32;
-                $body
-            }
-            D::Int64 => {
-                type $T = i64;
-                $body
-            }
-            d => $crate::bail!("eval", "expected an integer dtype, got {}", d),
-        }
-    }};
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::dispatch_among!($dtype, $T => $body, [
+            Bool: bool, Uint8: u8, Uint16: u16, Uint32: u32, Uint64: u64,
+            Int8: i8, Int16: i16, Int32: i32, Int64: i64
+        ], d => $crate::bail!("eval", "expected an integer dtype, got {}", d))
+    };
 }
 
 pub(crate) use {dispatch_float, dispatch_int};
