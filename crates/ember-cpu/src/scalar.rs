@@ -514,53 +514,33 @@ pub trait FloatElem: Scalar {
     fn narrow(v: Self::Acc) -> Self;
 }
 
-impl FloatElem for f32 {
-    type Acc = f32;
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn narrow(v: f32) -> Self {
-        v
-    }
+/// f32 and f64 compute in themselves.
+macro_rules! native_float_elem {
+    ($($t:ty),*) => {$(
+        impl FloatElem for $t {
+            type Acc = $t;
+            #[inline(always)]
+            fn widen(self) -> $t { self }
+            #[inline(always)]
+            fn narrow(v: $t) -> Self { v }
+        }
+    )*};
 }
+native_float_elem!(f32, f64);
 
-impl FloatElem for f64 {
-    type Acc = f64;
-    #[inline(always)]
-    fn widen(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn narrow(v: f64) -> Self {
-        v
-    }
+/// The half types compute in f32.
+macro_rules! half_float_elem {
+    ($($t:ty),*) => {$(
+        impl FloatElem for $t {
+            type Acc = f32;
+            #[inline(always)]
+            fn widen(self) -> f32 { self.to_f32() }
+            #[inline(always)]
+            fn narrow(v: f32) -> Self { <$t>::from_f32(v) }
+        }
+    )*};
 }
-
-impl FloatElem for f16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn narrow(v: f32) -> Self {
-        f16::from_f32(v)
-    }
-}
-
-impl FloatElem for bf16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn narrow(v: f32) -> Self {
-        bf16::from_f32(v)
-    }
-}
+half_float_elem!(f16, bf16);
 
 /// Bitwise operations of the integer types and bool.
 pub trait BitOps: Scalar {
